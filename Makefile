@@ -1,0 +1,49 @@
+# Driftwatch — every CI step is a make target.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export DRIFTWATCH_HOME ?= $(CURDIR)/.driftwatch
+
+.DEFAULT_GOAL := help
+.PHONY: help install system-deps demo test unit integration lint typecheck check bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
+
+system-deps: ## Install prometheus and prometheus-alertmanager (Debian packages) when missing
+	@scripts/install-system-deps.sh
+
+$(BIN)/driftwatch: pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 ($(PYTHON)) is required" >&2; exit 1; }
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+install: system-deps $(BIN)/driftwatch ## Install everything (Debian packages + virtualenv in .venv)
+
+demo: install ## The main job: the whole loop end to end on embedded defaults
+	$(BIN)/driftwatch demo
+
+test: install ## Install everything and run the whole test suite (what CI runs)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+unit: install ## Unit tests only
+	$(BIN)/pytest tests/unit
+
+integration: install ## Integration tests only (real mlflow, prometheus, alertmanager)
+	$(BIN)/pytest tests/integration
+
+lint: install ## ruff
+	$(BIN)/ruff check .
+
+typecheck: install ## mypy --strict on the packages
+	$(BIN)/mypy
+
+bench: install ## Benchmarks against peers (prints ratios)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean: ## Remove the virtualenv and the local data folder
+	rm -rf $(VENV) .driftwatch .mypy_cache .ruff_cache .pytest_cache

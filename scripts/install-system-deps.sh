@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Driftwatch runs for real: Prometheus (prometheus, promtool) and
+# Alertmanager (prometheus-alertmanager, amtool). Does nothing when they are already there.
+set -euo pipefail
+missing=()
+command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v amtool >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+[ ${#missing[@]} -eq 0 ] && exit 0
+cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "driftwatch: missing Debian packages: ${missing[*]}. Run as root: sudo sh -c '$cmd'" >&2
+  exit 1
+fi
+echo "driftwatch: installing ${missing[*]}" >&2
+sh -c "$cmd" >/dev/null
