@@ -1,0 +1,319 @@
+"""The registry API every Driftwatch part uses. The only module that talks to MLflow's registry."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from model_registry.errors import (
+    PromotionRefused,
+    RegistryError,
+    RegistryUnavailable,
+    VersionNotFound,
+)
+from model_registry.reference import REFERENCE_ARTIFACT_PATH
+from model_registry.rollback import choose_rollback_target
+from model_registry.settings import RegistrySettings
+from model_registry.versions import (
+    QUARANTINE_TAGS,
+    TAG_PREVIOUS_VERSION,
+    TAG_PROMOTED_AT,
+    TAG_PROMOTED_BY,
+    TAG_PROMOTION_REASON,
+    TAG_QUARANTINE_ALERT,
+    TAG_QUARANTINE_REASON,
+    TAG_QUARANTINED,
+    TAG_QUARANTINED_AT,
+    TAG_QUARANTINED_BY,
+    TAG_ROLLED_BACK_TO,
+    PromotionResult,
+    RollbackResult,
+    VersionInfo,
+)
+
+PRODUCTION_STAGE = "Production"
+ARCHIVED_STAGE = "Archived"
+_UNAVAILABLE_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED"}
+_NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def configure_mlflow_http(timeout_seconds: float) -> None:
+    """MLflow's client retries for minutes by default; Driftwatch wants to know quickly (the webhook
+    answers 503 so Alertmanager retries). Users' own settings win."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(1, timeout_seconds))))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+class ModelRegistry:
+    """Promote, roll back and inspect versions of one registered model, by alias or by stage."""
+
+    def __init__(self, settings: RegistrySettings, *, client: MlflowClient | None = None) -> None:
+        configure_mlflow_http(settings.registry_timeout_seconds)
+        self.settings = settings
+        self.name = settings.model_name
+        self.alias = settings.model_alias
+        self.mode = settings.registry_mode
+        self.tracking_uri = settings.resolved_tracking_uri
+        if settings.is_embedded:
+            settings.resolved_home.mkdir(parents=True, exist_ok=True)
+            settings.artifact_root.mkdir(parents=True, exist_ok=True)
+        self.client = client or MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    # ---------------------------------------------------------------- errors
+    @contextlib.contextmanager
+    def _call(self, what: str) -> Iterator[None]:
+        """Translate MLflow and transport errors into the API's errors, with a sentence for people."""
+        try:
+            yield
+        except RegistryError:
+            raise
+        except MlflowException as exc:
+            code = str(getattr(exc, "error_code", ""))
+            text = str(exc)
+            if code in _NOT_FOUND_CODES:
+                raise VersionNotFound(f"{what}: {_first_line(text)}") from exc
+            if code in _UNAVAILABLE_CODES or "API request to" in text or "Max retries" in text:
+                raise RegistryUnavailable(
+                    f"{what}: the registry at {self.tracking_uri} cannot be reached ({_first_line(text)}); "
+                    "check that the MLflow server is running and MLFLOW_TRACKING_URI is right"
+                ) from exc
+            raise RegistryError(f"{what}: {_first_line(text)}") from exc
+        except (OSError, ConnectionError) as exc:
+            raise RegistryUnavailable(
+                f"{what}: the registry at {self.tracking_uri} cannot be reached ({exc}); "
+                "check that the MLflow server is running and MLFLOW_TRACKING_URI is right"
+            ) from exc
+        except Exception as exc:  # SQLAlchemy and requests errors surface here
+            name = type(exc).__name__
+            if "Connection" in name or "Timeout" in name or "OperationalError" in name:
+                raise RegistryUnavailable(f"{what}: registry {self.tracking_uri} unavailable: {exc}") from exc
+            raise RegistryError(f"{what}: {name}: {exc}") from exc
+
+    # ---------------------------------------------------------------- reading
+    def model_uri(self, version: str) -> str:
+        return f"models:/{self.name}/{version}"
+
+    def model_exists(self) -> bool:
+        try:
+            with self._call(f"model {self.name!r}"):
+                self.client.get_registered_model(self.name)
+        except VersionNotFound:
+            return False
+        return True
+
+    def _aliases_by_version(self) -> dict[str, tuple[str, ...]]:
+        with self._call(f"model {self.name!r}"):
+            model = self.client.get_registered_model(self.name)
+        result: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            result.setdefault(str(version), []).append(alias)
+        return {v: tuple(sorted(a)) for v, a in result.items()}
+
+    def _info(self, mv: ModelVersion, *, aliases: tuple[str, ...] | None = None,
+              with_metrics: bool = True) -> VersionInfo:
+        metrics: dict[str, float] = {}
+        if with_metrics and mv.run_id:
+            with contextlib.suppress(RegistryError), self._call(f"run of v{mv.version}"):
+                metrics = dict(self.client.get_run(mv.run_id).data.metrics)
+        return VersionInfo(
+            name=mv.name,
+            version=str(mv.version),
+            run_id=mv.run_id or None,
+            source=str(mv.source),
+            created_at=datetime.fromtimestamp((mv.creation_timestamp or 0) / 1000, tz=UTC),
+            aliases=aliases if aliases is not None else tuple(sorted(getattr(mv, "aliases", []) or [])),
+            stage=str(mv.current_stage or "None"),
+            tags=dict(mv.tags or {}),
+            metrics=metrics,
+        )
+
+    def get_version(self, version: str, *, with_metrics: bool = True) -> VersionInfo:
+        version = str(version).strip()
+        if not version.isdigit():
+            raise VersionNotFound(f"version {version!r} is not a version number (use e.g. 3)")
+        with self._call(f"version {version} of model {self.name!r}"):
+            mv = self.client.get_model_version(self.name, version)
+        return self._info(mv, with_metrics=with_metrics)
+
+    def list_versions(self, *, with_metrics: bool = True) -> list[VersionInfo]:
+        aliases = self._aliases_by_version()
+        with self._call(f"versions of model {self.name!r}"):
+            found = self.client.search_model_versions(f"name='{self.name}'")
+        infos = [self._info(mv, aliases=aliases.get(str(mv.version), ()), with_metrics=with_metrics)
+                 for mv in found]
+        return sorted(infos, key=lambda v: v.number, reverse=True)
+
+    def production_version(self, *, with_metrics: bool = True) -> VersionInfo | None:
+        """The version in production (alias mode: the alias; stage mode: newest in Production)."""
+        if self.mode == "alias":
+            # Read the alias table rather than get_model_version_by_alias: backends disagree on the
+            # error code for a missing alias.
+            try:
+                with self._call(f"model {self.name!r}"):
+                    aliases = self.client.get_registered_model(self.name).aliases or {}
+            except VersionNotFound:
+                return None
+            version = aliases.get(self.alias)
+            return None if version is None else self.get_version(str(version), with_metrics=with_metrics)
+        try:
+            with self._call(f"versions of model {self.name!r}"):
+                found = [mv for mv in self.client.search_model_versions(f"name='{self.name}'")
+                         if mv.current_stage == PRODUCTION_STAGE]
+        except VersionNotFound:
+            return None
+        if not found:
+            return None
+        newest = max(found, key=lambda mv: int(mv.version))
+        return self._info(newest, with_metrics=with_metrics)
+
+    # ---------------------------------------------------------------- writing
+    def _set_tags(self, version: str, tags: dict[str, str | None]) -> dict[str, str | None]:
+        """Set (or delete, for None) tags; return the previous values so a caller can undo."""
+        current = self.get_version(version, with_metrics=False).tags
+        before = {key: current.get(key) for key in tags}
+        with self._call(f"tags of v{version}"):
+            for key, value in tags.items():
+                if value is None:
+                    if key in current:
+                        self.client.delete_model_version_tag(self.name, version, key)
+                else:
+                    self.client.set_model_version_tag(self.name, version, key, value)
+        return before
+
+    def _restore_tags(self, version: str, before: dict[str, str | None]) -> None:
+        with contextlib.suppress(RegistryError):
+            self._set_tags(version, before)
+
+    def _move_production(self, version: str) -> None:
+        with self._call(f"moving {self.alias if self.mode == 'alias' else PRODUCTION_STAGE} to v{version}"):
+            if self.mode == "alias":
+                self.client.set_registered_model_alias(self.name, self.alias, version)
+            else:
+                self.client.transition_model_version_stage(
+                    self.name, version, PRODUCTION_STAGE, archive_existing_versions=True
+                )
+
+    def promote(self, version: str, *, actor: str = "cli", reason: str = "",
+                force: bool = False) -> PromotionResult:
+        """Make ``version`` production, recording the version it replaced. Refuses quarantined
+        versions unless ``force`` (which lifts the quarantine, on the record)."""
+        target = self.get_version(version, with_metrics=False)
+        if target.quarantined and not force:
+            raise PromotionRefused(
+                f"v{target.version} is quarantined ({target.quarantine_reason or 'no reason recorded'}); "
+                "promote it with --force to lift the quarantine"
+            )
+        current = self.production_version(with_metrics=False)
+        if current is not None and current.version == target.version:
+            return PromotionResult(version=target.version, previous=current.previous_version, changed=False)
+        tags: dict[str, str | None] = {
+            TAG_PREVIOUS_VERSION: current.version if current else None,
+            TAG_PROMOTED_AT: now_iso(),
+            TAG_PROMOTED_BY: actor,
+            TAG_PROMOTION_REASON: reason or None,
+        }
+        if target.quarantined:
+            tags.update(dict.fromkeys(QUARANTINE_TAGS))
+        before = self._set_tags(target.version, tags)
+        try:
+            self._move_production(target.version)
+        except RegistryError:
+            self._restore_tags(target.version, before)
+            raise
+        return PromotionResult(version=target.version, previous=current.version if current else None)
+
+    def rollback(self, *, to: str | None = None, reason: str, actor: str, alertname: str | None = None,
+                 expected_current: str | None = None) -> RollbackResult:
+        """Move production back to the recorded previous version (or ``to``) and quarantine the
+        version it replaces, with who, when, why and which alert."""
+        current = self.production_version(with_metrics=False)
+        wanted = to if to is not None else (current.previous_version if current else None)
+        known: dict[str, VersionInfo] = {}
+        if wanted is not None and current is not None and wanted != current.version:
+            with contextlib.suppress(VersionNotFound):
+                known[str(wanted)] = self.get_version(str(wanted), with_metrics=False)
+        target = choose_rollback_target(current, known, requested=to, expected_current=expected_current)
+        assert current is not None  # choose_rollback_target refuses otherwise
+        before = self._set_tags(current.version, {
+            TAG_QUARANTINED: "true",
+            TAG_QUARANTINE_REASON: reason or "rolled back",
+            TAG_QUARANTINED_AT: now_iso(),
+            TAG_QUARANTINED_BY: actor,
+            TAG_QUARANTINE_ALERT: alertname,
+            TAG_ROLLED_BACK_TO: target.version,
+        })
+        try:
+            self._move_production(target.version)
+        except RegistryError:
+            self._restore_tags(current.version, before)
+            raise
+        return RollbackResult(from_version=current.version, to_version=target.version)
+
+    # ---------------------------------------------------------------- artifacts
+    def download_model(self, version: str, dst: Path) -> Path:
+        """Copy the version's MLflow model folder (with ``MLmodel``) to ``dst`` and return it."""
+        dst.mkdir(parents=True, exist_ok=True)
+        with self._call(f"downloading model v{version}"):
+            uri = self.client.get_model_version_download_uri(self.name, str(version))
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=str(dst), tracking_uri=self.tracking_uri
+            )
+        local = Path(path)
+        if not (local / "MLmodel").is_file():
+            candidates = list(local.rglob("MLmodel"))
+            if not candidates:
+                raise RegistryError(f"model v{version} has no MLmodel file at {uri}")
+            local = candidates[0].parent
+        return local
+
+    def download_reference(self, version: str, dst: Path) -> Path:
+        """Copy the version's reference data folder (see ``model_registry.reference``) to ``dst``."""
+        info = self.get_version(version, with_metrics=False)
+        if not info.run_id:
+            raise RegistryError(f"v{version} has no run, so no reference data; register it with `driftwatch train`")
+        dst.mkdir(parents=True, exist_ok=True)
+        with self._call(f"downloading reference data of v{version}"):
+            path = mlflow.artifacts.download_artifacts(
+                run_id=info.run_id, artifact_path=REFERENCE_ARTIFACT_PATH, dst_path=str(dst),
+                tracking_uri=self.tracking_uri,
+            )
+        return Path(path)
+
+    def check_loadable(self, version: str) -> None:
+        """Raise ``RegistryError`` unless the version downloads and loads as a pyfunc model."""
+        with tempfile.TemporaryDirectory(prefix="driftwatch-check-") as tmp:
+            local = self.download_model(version, Path(tmp))
+            try:
+                mlflow.pyfunc.load_model(str(local))
+            except Exception as exc:
+                raise RegistryError(f"model v{version} does not load: {type(exc).__name__}: {exc}") from exc
+
+    def experiment_id(self) -> str:
+        """The experiment training runs go to; embedded registries keep artifacts in DRIFTWATCH_HOME."""
+        name = self.settings.experiment_name
+        with self._call(f"experiment {name!r}"):
+            found = self.client.get_experiment_by_name(name)
+            if found is not None:
+                return str(found.experiment_id)
+            location: Any = self.settings.artifact_root.as_uri() if self.settings.is_embedded else None
+            return str(self.client.create_experiment(name, artifact_location=location))
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text

@@ -1,0 +1,27 @@
+"""Errors of the registry API. Each message says what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class RegistryError(Exception):
+    """Base class: something about the registry or a version is not as required."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The tracking server could not be reached; retrying later is useful."""
+
+
+class VersionNotFound(RegistryError):
+    """The model or version does not exist."""
+
+
+class PromotionRefused(RegistryError):
+    """A promotion was refused (quarantined version, failed quality gate, ...)."""
+
+
+class RollbackRefused(RegistryError):
+    """A rollback was refused; ``code`` names the reason for machines, the message for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
