@@ -1,0 +1,5 @@
+import sys
+
+from driftwatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,235 @@
+"""The `driftwatch` command line: train, promote, roll back, inspect, and run the services."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+
+from pydantic import ValidationError
+
+from model_registry.errors import RegistryError
+from model_registry.settings import RegistrySettings
+from model_registry.versions import VersionInfo
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit status 1."""
+
+
+def _actor() -> str:
+    try:
+        return f"{getpass.getuser()} via cli"
+    except Exception:  # getuser fails without a passwd entry (containers)
+        return "cli"
+
+
+def _quiet_libraries() -> None:
+    """MLflow and friends are chatty; the CLI prints its own sentences."""
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ("mlflow", "alembic", "urllib3", "git", "skops"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _registry_settings() -> RegistrySettings:
+    try:
+        return RegistrySettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]).upper()
+        raise CommandError(f"setting DRIFTWATCH_{field} is invalid: {first['msg']}") from None
+
+
+# ------------------------------------------------------------------ commands
+def cmd_train(args: argparse.Namespace) -> int:
+    from model_registry.faults import FaultSpec
+    from model_registry.training import train_and_register
+
+    fault = None
+    if args.fault:
+        try:
+            fault = FaultSpec.parse(args.fault)
+        except ValueError as exc:
+            raise CommandError(f"--fault: {exc}") from None
+    settings = _registry_settings()
+    register = args.register or args.promote
+    result = train_and_register(settings, model=args.model, fault=fault, seed=args.seed,
+                                register=register, promote=args.promote, actor=_actor())
+    m = result.metrics
+    print(f"trained {args.model}: test_accuracy={m['test_accuracy']:.4f} f1_macro={m['f1_macro']:.4f} "
+          f"roc_auc_ovr={m['roc_auc_ovr']:.4f} overfit_gap={m['overfit_gap']:+.4f} (run {result.run_id})")
+    if result.version is not None:
+        suffix = f" with fault {fault.describe()} (for drills)" if fault else ""
+        print(f"registered {settings.model_name} v{result.version} with reference data{suffix}")
+    if result.gate is not None:
+        verdict = "promoted" if result.promoted else "not promoted"
+        print(f"{verdict} v{result.version}: {result.gate.reason}")
+        if not result.promoted:
+            return 3
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from model_registry.client import ModelRegistry
+
+    settings = _registry_settings()
+    result = ModelRegistry(settings).promote(args.version, actor=_actor(), reason=args.reason or "manual",
+                                             force=args.force)
+    target = settings.model_alias if settings.registry_mode == "alias" else "Production"
+    if not result.changed:
+        print(f"v{result.version} is already {target}; nothing changed")
+    else:
+        replaced = f", replacing v{result.previous}" if result.previous else ""
+        print(f"promoted {settings.model_name} v{result.version} to {target}{replaced}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from model_registry.client import ModelRegistry
+
+    settings = _registry_settings()
+    result = ModelRegistry(settings).rollback(to=args.to, reason=args.reason, actor=_actor())
+    print(f"rolled back {settings.model_name}: now serving v{result.to_version}, "
+          f"v{result.from_version} quarantined ({args.reason})")
+    return 0
+
+
+def _versions_rows(versions: Sequence[VersionInfo], mode: str) -> list[list[str]]:
+    rows = [["VERSION", "ALIAS" if mode == "alias" else "STAGE", "MODEL", "TEST_ACC", "F1", "CREATED",
+             "QUARANTINED", "WHO/WHY"]]
+    for v in versions:
+        place = ",".join(v.aliases) if mode == "alias" else v.stage
+        acc = v.metrics.get("test_accuracy")
+        f1 = v.metrics.get("f1_macro")
+        model = v.tags.get("driftwatch.model", "-") + (f" [fault {v.fault}]" if v.fault else "")
+        if v.quarantined:
+            quarantined = v.tags.get("driftwatch.quarantined_at", "yes")
+            who = (f"{v.tags.get('driftwatch.quarantined_by', '?')}: {v.quarantine_reason or ''}"
+                   + (f" (alert {v.tags['driftwatch.quarantine_alert']})"
+                      if v.tags.get("driftwatch.quarantine_alert") else ""))
+        else:
+            quarantined = "-"
+            who = (f"{v.tags.get('driftwatch.promoted_by')}: promoted"
+                   + (f", replaced v{v.previous_version}" if v.previous_version else "")
+                   if v.tags.get("driftwatch.promoted_by") else "-")
+        rows.append([v.version, place or "-", model, "-" if acc is None else f"{acc:.4f}",
+                     "-" if f1 is None else f"{f1:.4f}", v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                     quarantined, who])
+    return rows
+
+
+def format_table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    from model_registry.client import ModelRegistry
+
+    settings = _registry_settings()
+    registry = ModelRegistry(settings)
+    if not registry.model_exists():
+        raise CommandError(f"model {settings.model_name!r} is not registered yet; run `driftwatch train --promote`")
+    print(format_table(_versions_rows(registry.list_versions(), settings.registry_mode)))
+    return 0
+
+
+def _service(module: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        importlib.import_module(f"{module}.__main__").main()
+        return 0
+
+    return run
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from driftwatch.stack import run_up
+
+    return run_up(with_mlflow_server=args.mlflow_server)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from driftwatch.stack import run_down
+
+    return run_down()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from driftwatch.demo import run_demo
+
+    return run_demo(keep_running=args.keep_running)
+
+
+# ------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="driftwatch",
+        description="Watch a model in production and undo a bad release automatically.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="fit a model, log it to MLflow, optionally register and promote it")
+    p.add_argument("--model", choices=["logreg", "svm"], default="logreg")
+    p.add_argument("--register", action="store_true", help="register a new version with its reference data")
+    p.add_argument("--promote", action="store_true", help="register, then promote if the quality gate passes")
+    p.add_argument("--fault", metavar="SPEC", help="register a faulty version for drills: errors=0.5 or latency=0.25")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("promote", help="make VERSION production, recording the version it replaces")
+    p.add_argument("version")
+    p.add_argument("--reason", default="")
+    p.add_argument("--force", action="store_true", help="promote a quarantined version, lifting the quarantine")
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("rollback", help="go back to the recorded previous version (or --to VERSION)")
+    p.add_argument("--to", metavar="VERSION")
+    p.add_argument("--reason", default="manual rollback")
+    p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser("versions", help="table of versions: alias/stage, metrics, created, quarantined")
+    p.set_defaults(func=cmd_versions)
+
+    for name, module, text in (("serve", "serving", "the prediction service"),
+                               ("drift-exporter", "drift_exporter", "the drift exporter"),
+                               ("rollback-webhook", "rollback_webhook", "the rollback webhook")):
+        p = sub.add_parser(name, help=f"run {text} in the foreground")
+        p.set_defaults(func=_service(module))
+
+    p = sub.add_parser("up", help="run the whole stack on this machine as processes (Ctrl-C stops it)")
+    p.add_argument("--mlflow-server", action="store_true", help="also run an MLflow tracking server on :5000")
+    p.set_defaults(func=cmd_up)
+    p = sub.add_parser("down", help="stop a stack started by `driftwatch up`")
+    p.set_defaults(func=cmd_down)
+    p = sub.add_parser("demo", help="a release goes bad and is undone, end to end, with a timeline")
+    p.add_argument("--keep-running", action="store_true", help="leave the stack running afterwards")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command not in {"serve", "drift-exporter", "rollback-webhook"}:
+        _quiet_libraries()
+    try:
+        code: int = args.func(args)
+        return code
+    except CommandError as exc:
+        print(f"driftwatch: error: {exc}", file=sys.stderr)
+        return 1
+    except RegistryError as exc:
+        print(f"driftwatch: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
