@@ -147,8 +147,13 @@ class ModelRegistry:
         version = str(version).strip()
         if not version.isdigit():
             raise VersionNotFound(f"version {version!r} is not a version number (use e.g. 3)")
-        with self._call(f"version {version} of model {self.name!r}"):
-            mv = self.client.get_model_version(self.name, version)
+        try:
+            with self._call(f"version {version} of model {self.name!r}"):
+                mv = self.client.get_model_version(self.name, version)
+        except VersionNotFound:
+            raise VersionNotFound(
+                f"version {version} of model {self.name!r} does not exist; `driftwatch versions` lists them"
+            ) from None
         return self._info(mv, with_metrics=with_metrics)
 
     def list_versions(self, *, with_metrics: bool = True) -> list[VersionInfo]:
@@ -243,6 +248,8 @@ class ModelRegistry:
         """Move production back to the recorded previous version (or ``to``) and quarantine the
         version it replaces, with who, when, why and which alert."""
         current = self.production_version(with_metrics=False)
+        if current is None and not self.model_exists():
+            raise VersionNotFound(f"model {self.name!r} is not registered; run `driftwatch train --promote`")
         wanted = to if to is not None else (current.previous_version if current else None)
         known: dict[str, VersionInfo] = {}
         if wanted is not None and current is not None and wanted != current.version:
