@@ -1,11 +1,308 @@
-"""`driftwatch up` / `down`: the whole stack on this machine as supervised processes."""
+"""`driftwatch up` / `down`: the whole stack on this machine as supervised processes.
+
+Order: [MLflow server] → Slack sink (when no real Slack URL) → serving → drift exporter →
+rollback webhook → Alertmanager → Prometheus. Each must be healthy before the next starts.
+Logs go to ``$DRIFTWATCH_HOME/logs``; rendered configs, tokens and the pid file to
+``$DRIFTWATCH_HOME/stack``.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from driftwatch.processes import ProcessSpec, Supervisor
+
+Timing = Literal["production", "demo"]
+
+
+class StackSettings(BaseSettings):
+    """Ports and secrets of the one-machine stack (environment prefix ``DRIFTWATCH_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTWATCH_", extra="ignore")
+
+    home: Path = Path(".driftwatch")
+    host: str = "127.0.0.1"
+    serving_port: int = 8000
+    drift_exporter_port: int = 9101
+    webhook_port: int = 9102
+    prometheus_port: int = 9090
+    alertmanager_port: int = 9093
+    mlflow_port: int = 5000
+    slack_sink_port: int = 9199
+    grafana_url: str = "http://127.0.0.1:3000"
+    slack_webhook_url: SecretStr | None = None
+    slack_webhook_url_file: Path | None = None
+    webhook_token: SecretStr | None = None
+    webhook_token_file: Path | None = None
+    admin_token: SecretStr | None = None
+    admin_token_file: Path | None = None
+    model_name: str = "iris-classifier"
+    registry_mode: str = "alias"
+    tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
+
+
+def binary(*names: str) -> str:
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise FileNotFoundError(f"{' or '.join(names)} is not installed; run `make system-deps` "
+                            "(Debian packages prometheus and prometheus-alertmanager)")
+
+
+def _secret_file(path: Path, given: SecretStr | None, given_file: Path | None) -> Path:
+    """A secret as a file (mode 0600): the given file, the given value, or a new random token."""
+    if given_file is not None:
+        return given_file.resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if given is not None:
+        value = given.get_secret_value()
+    elif path.exists():
+        return path
+    else:
+        value = secrets.token_urlsafe(24)
+    path.write_text(value)
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class StackUrls:
+    serving: str
+    drift_exporter: str
+    webhook: str
+    prometheus: str
+    alertmanager: str
+    mlflow: str | None
+    slack_sink: str | None
+
+
+class Stack:
+    """Renders the configuration and runs the processes of one stack."""
+
+    def __init__(self, settings: StackSettings, *, timing: Timing = "production", with_mlflow_server: bool = False,
+                 say: Callable[[str], None] = print, poll_interval: float | None = None,
+                 drift_interval: float | None = None) -> None:
+        self.settings = settings
+        self.timing = timing
+        self.with_mlflow_server = with_mlflow_server
+        self.say = say
+        self.home = settings.home.expanduser().resolve()
+        self.dir = self.home / "stack"
+        self.logs = self.home / "logs"
+        self.supervisor = Supervisor(say=say)
+        self.poll_interval = poll_interval if poll_interval is not None else (1.0 if timing == "demo" else 5.0)
+        self.drift_interval = drift_interval if drift_interval is not None else (5.0 if timing == "demo" else 30.0)
+        host = settings.host
+        self.urls = StackUrls(
+            serving=f"http://{host}:{settings.serving_port}",
+            drift_exporter=f"http://{host}:{settings.drift_exporter_port}",
+            webhook=f"http://{host}:{settings.webhook_port}",
+            prometheus=f"http://{host}:{settings.prometheus_port}",
+            alertmanager=f"http://{host}:{settings.alertmanager_port}",
+            mlflow=f"http://{host}:{settings.mlflow_port}" if with_mlflow_server else None,
+            slack_sink=None if self._real_slack() else f"http://{host}:{settings.slack_sink_port}",
+        )
+        self.webhook_token_file = _secret_file(self.dir / "webhook-token", settings.webhook_token,
+                                               settings.webhook_token_file)
+        self.admin_token_file = _secret_file(self.dir / "admin-token", settings.admin_token,
+                                             settings.admin_token_file)
+
+    # ------------------------------------------------------------------ config
+    def _real_slack(self) -> bool:
+        return self.settings.slack_webhook_url is not None or self.settings.slack_webhook_url_file is not None
+
+    @property
+    def slack_messages_file(self) -> Path:
+        return self.logs / "slack-messages.jsonl"
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.urls.mlflow:
+            return self.urls.mlflow
+        return self.settings.tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    def render_monitoring(self) -> Path:
+        """Write prometheus.yml, rules and alertmanager.yml for this stack (see monitoring/render.py)."""
+        from monitoring.render import render_stack_config
+
+        out = self.dir / "monitoring"
+        slack_file: Path | None = None
+        if self.settings.slack_webhook_url_file is not None:
+            slack_file = self.settings.slack_webhook_url_file.resolve()
+        elif self.settings.slack_webhook_url is not None:
+            slack_file = _secret_file(self.dir / "slack-url", self.settings.slack_webhook_url, None)
+        s = self.settings
+        render_stack_config(
+            out,
+            targets={
+                "serving": [f"{s.host}:{s.serving_port}"],
+                "drift_exporter": [f"{s.host}:{s.drift_exporter_port}"],
+                "rollback_webhook": [f"{s.host}:{s.webhook_port}"],
+                "prometheus": [f"{s.host}:{s.prometheus_port}"],
+                "alertmanager": [f"{s.host}:{s.alertmanager_port}"],
+            },
+            webhook_url=f"{self.urls.webhook}/alerts",
+            webhook_token_file=self.webhook_token_file,
+            slack_url_file=slack_file,
+            slack_fallback_url=f"{self.urls.slack_sink}/services/local-sink" if self.urls.slack_sink else None,
+            grafana_url=s.grafana_url,
+            alertmanager_url=self.urls.alertmanager,
+            timing=self.timing,
+        )
+        return out
+
+    def service_env(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            "DRIFTWATCH_HOME": str(self.home),
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "DRIFTWATCH_MODEL_NAME": s.model_name,
+            "DRIFTWATCH_REGISTRY_MODE": s.registry_mode,
+            "DRIFTWATCH_ADMIN_TOKEN_FILE": str(self.admin_token_file),
+            "DRIFTWATCH_WEBHOOK_TOKEN_FILE": str(self.webhook_token_file),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def process_specs(self) -> list[ProcessSpec]:
+        s = self.settings
+        py = sys.executable
+        env = self.service_env()
+        specs: list[ProcessSpec] = []
+        if self.urls.mlflow:
+            specs.append(ProcessSpec(
+                "mlflow", [py, "-m", "mlflow", "server", "--host", s.host, "--port", str(s.mlflow_port),
+                           "--workers", "1", "--backend-store-uri", f"sqlite:///{self.home / 'mlflow.db'}",
+                           "--artifacts-destination", str(self.home / "artifacts")],
+                self.logs / "mlflow.log", env={}, health_url=f"{self.urls.mlflow}/health", health_timeout=180))
+        if self.urls.slack_sink:
+            specs.append(ProcessSpec(
+                "slack-sink", [py, "-m", "driftwatch.slack_sink", "--host", s.host, "--port", str(s.slack_sink_port),
+                               "--out", str(self.slack_messages_file)],
+                self.logs / "slack-sink.log", health_url=self.urls.slack_sink))
+        specs.append(ProcessSpec(
+            "serving", [py, "-m", "serving"], self.logs / "serving.log",
+            env={**env, "DRIFTWATCH_SERVING_HOST": s.host, "DRIFTWATCH_SERVING_PORT": str(s.serving_port),
+                 "DRIFTWATCH_POLL_INTERVAL_SECONDS": str(self.poll_interval)},
+            health_url=f"{self.urls.serving}/health", health_timeout=120))
+        specs.append(ProcessSpec(
+            "drift-exporter", [py, "-m", "drift_exporter"], self.logs / "drift-exporter.log",
+            env={**env, "DRIFTWATCH_DRIFT_HOST": s.host, "DRIFTWATCH_DRIFT_PORT": str(s.drift_exporter_port),
+                 "DRIFTWATCH_DRIFT_INTERVAL_SECONDS": str(self.drift_interval)},
+            health_url=f"{self.urls.drift_exporter}/health", health_timeout=120))
+        specs.append(ProcessSpec(
+            "rollback-webhook", [py, "-m", "rollback_webhook"], self.logs / "rollback-webhook.log",
+            env={**env, "DRIFTWATCH_WEBHOOK_HOST": s.host, "DRIFTWATCH_WEBHOOK_PORT": str(s.webhook_port),
+                 "DRIFTWATCH_SERVING_URLS": self.urls.serving},
+            health_url=f"{self.urls.webhook}/health", health_timeout=120))
+        monitoring = self.dir / "monitoring"
+        specs.append(ProcessSpec(
+            "alertmanager",
+            [binary("prometheus-alertmanager", "alertmanager"),
+             f"--config.file={monitoring / 'alertmanager.yml'}",
+             f"--storage.path={self.home / 'alertmanager-data'}",
+             f"--web.listen-address={s.host}:{s.alertmanager_port}",
+             f"--web.external-url={self.urls.alertmanager}", "--cluster.listen-address="],
+            self.logs / "alertmanager.log", health_url=f"{self.urls.alertmanager}/-/ready"))
+        specs.append(ProcessSpec(
+            "prometheus",
+            [binary("prometheus"), f"--config.file={monitoring / 'prometheus.yml'}",
+             f"--storage.tsdb.path={self.home / 'prometheus-data'}",
+             f"--web.listen-address={s.host}:{s.prometheus_port}",
+             f"--web.external-url={self.urls.prometheus}", "--web.enable-lifecycle"],
+            self.logs / "prometheus.log", health_url=f"{self.urls.prometheus}/-/ready"))
+        return specs
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.render_monitoring()
+        try:
+            for spec in self.process_specs():
+                self.say(f"starting {spec.name} ...")
+                self.supervisor.start(spec)
+        except BaseException:
+            self.stop()
+            raise
+        self._write_state()
+
+    def _write_state(self) -> None:
+        state = {"up_pid": os.getpid(), "children": self.supervisor.pids(), "urls": self.urls.__dict__}
+        (self.dir / "state.json").write_text(json.dumps(state, indent=2))
+
+    def stop(self) -> None:
+        self.supervisor.stop_all()
+        (self.dir / "state.json").unlink(missing_ok=True)
+
+    def describe(self) -> str:
+        u = self.urls
+        lines = [
+            f"serving           {u.serving}  (/predict, /docs, /metrics)",
+            f"drift exporter    {u.drift_exporter}  (/drift, /report, /metrics)",
+            f"rollback webhook  {u.webhook}  (/decisions)",
+            f"prometheus        {u.prometheus}  (alerts: {u.prometheus}/alerts)",
+            f"alertmanager      {u.alertmanager}",
+        ]
+        if u.mlflow:
+            lines.append(f"mlflow            {u.mlflow}")
+        slack = "real webhook" if not u.slack_sink else f"local sink, messages in {self.slack_messages_file}"
+        lines.append(f"slack             {slack}")
+        lines.append(f"logs              {self.logs}")
+        return "\n".join(lines)
+
 
 def run_up(*, with_mlflow_server: bool = False) -> int:
-    raise NotImplementedError("driftwatch up arrives with the services")
+    stack = Stack(StackSettings(), with_mlflow_server=with_mlflow_server)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stack.start()
+    print("driftwatch stack is up:\n" + stack.describe() + "\nCtrl-C or `driftwatch down` stops it.", flush=True)
+    try:
+        while not stop.wait(1.0):
+            stack.supervisor.check()
+    finally:
+        print("stopping ...", flush=True)
+        stack.stop()
+    return 0
 
 
 def run_down() -> int:
-    raise NotImplementedError("driftwatch down arrives with the services")
+    home = StackSettings().home.expanduser().resolve()
+    state_file = home / "stack" / "state.json"
+    if not state_file.exists():
+        print(f"no stack is running from {home}")
+        return 0
+    state = json.loads(state_file.read_text())
+    try:
+        os.kill(int(state["up_pid"]), signal.SIGTERM)
+    except ProcessLookupError:
+        for pid in state.get("children", {}).values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(pid), signal.SIGTERM)
+        state_file.unlink(missing_ok=True)
+    deadline = time.monotonic() + 30
+    while state_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    print("driftwatch stack stopped")
+    return 0
