@@ -1,0 +1,184 @@
+"""`driftwatch demo`: a release goes bad and is undone, then the world drifts — end to end, timed.
+
+1. Train and promote a good version; start the stack (demo timing, see monitoring/render.py).
+2. Steady traffic; promote a deliberately faulty version (errors=0.5).
+3. HighErrorRate fires → Alertmanager → rollback webhook → production back → serving reloads.
+4. Traffic whose inputs drift → FeatureDrift fires → Slack (the local sink unless a real URL is set).
+It prints a timeline and the time from the bad promotion to the good version serving again, and
+exits 0 only if the loop closed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+
+from driftwatch.stack import Stack, StackSettings
+from driftwatch.traffic import TrafficGenerator
+
+T = TypeVar("T")
+DRIFT_SHIFT = {"petal_length": 1.5, "petal_width": 1.5}
+
+
+@dataclass
+class Timeline:
+    start: float = field(default_factory=time.monotonic)
+    events: list[tuple[float, str]] = field(default_factory=list)
+
+    def mark(self, text: str) -> float:
+        now = time.monotonic()
+        self.events.append((now - self.start, text))
+        print(f"[{now - self.start:7.1f}s] {text}", flush=True)
+        return now
+
+    def render(self) -> str:
+        return "\n".join(f"  {t:7.1f}s  {text}" for t, text in self.events)
+
+
+class DemoFailed(RuntimeError):
+    pass
+
+
+def wait_for(what: str, check: Callable[[], T | None], *, timeout: float, interval: float = 0.5) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except httpx.HTTPError:
+            result = None
+        if result:
+            return result
+        time.sleep(interval)
+    raise DemoFailed(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def serving_version(stack: Stack) -> str | None:
+    response = httpx.get(f"{stack.urls.serving}/health", timeout=2)
+    if not response.is_success:
+        return None
+    body: dict[str, Any] = response.json()
+    version = body.get("model_version") or body.get("version")
+    if isinstance(body.get("model"), dict):
+        version = version or body["model"].get("version")
+    return None if version is None else str(version)
+
+
+def firing_alerts(stack: Stack, name: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{stack.urls.prometheus}/api/v1/alerts", timeout=2)
+    alerts: list[dict[str, Any]] = response.json()["data"]["alerts"]
+    return [a for a in alerts if a["labels"].get("alertname") == name and a["state"] == "firing"]
+
+
+def prometheus_has(stack: Stack, query: str) -> bool:
+    response = httpx.get(f"{stack.urls.prometheus}/api/v1/query", params={"query": query}, timeout=2)
+    return bool(response.json()["data"]["result"])
+
+
+def webhook_decisions(stack: Stack) -> list[dict[str, Any]]:
+    token = stack.webhook_token_file.read_text().strip()
+    response = httpx.get(f"{stack.urls.webhook}/decisions", timeout=2,
+                         headers={"Authorization": f"Bearer {token}"})
+    response.raise_for_status()
+    body = response.json()
+    decisions: list[dict[str, Any]] = body.get("decisions", body) if isinstance(body, dict) else body
+    return decisions
+
+
+def slack_texts(stack: Stack) -> list[str]:
+    from driftwatch.slack_sink import read_messages
+
+    return [str(m["message"]) for m in read_messages(stack.slack_messages_file)]
+
+
+def run_scenario(*, keep_running: bool = False) -> int:
+    from model_registry.client import ModelRegistry
+    from model_registry.faults import FaultSpec
+    from model_registry.reference import read_reference
+    from model_registry.settings import RegistrySettings
+    from model_registry.training import train_and_register
+
+    base = StackSettings()
+    home = base.home.expanduser().resolve() / "demo"
+    if home.exists():
+        shutil.rmtree(home)
+    settings = base.model_copy(update={"home": home})
+    registry_settings = RegistrySettings(home=home, model_name=settings.model_name,
+                                         tracking_uri=settings.tracking_uri)
+    registry = ModelRegistry(registry_settings)
+    timeline = Timeline()
+    stack = Stack(settings, timing="demo")
+    traffic: TrafficGenerator | None = None
+    checks: dict[str, bool] = {}
+    recovery: float | None = None
+    try:
+        good = train_and_register(registry_settings, promote=True, actor="demo")
+        timeline.mark(f"trained and promoted v{good.version} (test_accuracy {good.metrics['test_accuracy']:.3f})")
+        stack.start()
+        timeline.mark("stack up:\n" + stack.describe())
+        reference = read_reference(registry.download_reference(good.version or "", home / "demo-reference"))
+        traffic = TrafficGenerator(stack.urls.serving, reference.features, rate=20.0)
+        traffic.start()
+        timeline.mark("steady traffic: 20 requests/s of training-like rows")
+        wait_for("Prometheus to scrape predictions",
+                 lambda: prometheus_has(stack, f'model_predictions_total{{model_version="{good.version}"}}'),
+                 timeout=60)
+        time.sleep(10)  # let the rate windows fill with healthy traffic
+        timeline.mark("Prometheus sees healthy traffic")
+
+        bad = train_and_register(registry_settings, model="logreg", fault=FaultSpec(error_rate=0.5), register=True,
+                                 actor="demo")
+        registry.promote(bad.version or "", actor="demo", reason="demo: a release that goes bad")
+        t_bad = timeline.mark(f"promoted v{bad.version}, a faulty release (half its predictions fail)")
+        wait_for(f"serving to pick up v{bad.version}", lambda: serving_version(stack) == bad.version, timeout=30)
+        timeline.mark(f"serving v{bad.version}; errors start")
+        wait_for("HighErrorRate to fire", lambda: firing_alerts(stack, "HighErrorRate"), timeout=120)
+        timeline.mark("HighErrorRate firing in Prometheus → Alertmanager → rollback webhook")
+        wait_for(f"serving back on v{good.version}", lambda: serving_version(stack) == good.version, timeout=120,
+                 interval=0.2)
+        t_back = timeline.mark(f"serving v{good.version} again")
+        recovery = t_back - t_bad
+        production = registry.production_version(with_metrics=False)
+        bad_info = registry.get_version(bad.version or "", with_metrics=False)
+        checks["production is the good version"] = production is not None and production.version == good.version
+        checks["bad version quarantined"] = bad_info.quarantined
+        timeline.mark(f"v{bad.version} quarantined: {bad_info.quarantine_reason}")
+
+        traffic.set_shift(DRIFT_SHIFT)
+        timeline.mark("inputs drift: petal_length and petal_width shifted by 1.5 standard deviations")
+        wait_for("FeatureDrift to fire", lambda: firing_alerts(stack, "FeatureDrift"), timeout=150)
+        timeline.mark("FeatureDrift firing")
+        if stack.urls.slack_sink:
+            wait_for("the FeatureDrift Slack message",
+                     lambda: any("FeatureDrift" in text for text in slack_texts(stack)), timeout=60)
+            timeline.mark("FeatureDrift reached Slack (local sink)")
+            texts = slack_texts(stack)
+            checks["HighErrorRate reached Slack"] = any("HighErrorRate" in t for t in texts)
+            checks["FeatureDrift reached Slack"] = any("FeatureDrift" in t for t in texts)
+        time.sleep(3)
+        rolled = [d for d in webhook_decisions(stack) if d.get("decision") == "rolled_back"]
+        checks["exactly one rollback"] = len(rolled) == 1
+    except DemoFailed as exc:
+        timeline.mark(f"FAILED: {exc}")
+        checks["loop closed"] = False
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        if keep_running:
+            print("stack left running; `driftwatch down` stops it\n" + stack.describe())
+        else:
+            stack.stop()
+
+    print("\nTimeline:\n" + timeline.render())
+    if recovery is not None:
+        print(f"\nTime to recover (bad promotion → good version serving): {recovery:.1f} s")
+    print("\nChecks:")
+    for name, ok in checks.items():
+        print(f"  [{'ok' if ok else 'FAILED'}] {name}")
+    ok = bool(checks) and all(checks.values())
+    print("\nThe loop closed." if ok else "\nThe loop did NOT close; logs are in " + str(stack.logs))
+    return 0 if ok else 1
