@@ -95,32 +95,57 @@ def slack_texts(stack: Stack) -> list[str]:
     return [str(m["message"]) for m in read_messages(stack.slack_messages_file)]
 
 
-def run_scenario(*, keep_running: bool = False) -> int:
+@dataclass
+class ScenarioResult:
+    timeline: Timeline
+    checks: dict[str, bool]
+    recovery_seconds: float | None
+    good_version: str | None = None
+    bad_version: str | None = None
+    failure: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(self.checks.values()) and self.failure is None
+
+    def report(self) -> str:
+        lines = ["Timeline:", self.timeline.render()]
+        if self.recovery_seconds is not None:
+            lines.append(f"\nTime to recover (bad promotion -> good version serving): {self.recovery_seconds:.1f} s")
+        lines.append("\nChecks:")
+        lines += [f"  [{'ok' if ok else 'FAILED'}] {name}" for name, ok in self.checks.items()]
+        return "\n".join(lines)
+
+
+def alertmanager_has(stack: Stack, name: str) -> bool:
+    response = httpx.get(f"{stack.urls.alertmanager}/api/v2/alerts",
+                         params={"filter": f'alertname="{name}"'}, timeout=2)
+    return bool(response.json())
+
+
+def run_scenario(stack: Stack, *, drift: bool = True,
+                 on_stack_up: Callable[[Stack], None] | None = None) -> ScenarioResult:
+    """Run the scenario on a stack that is not started yet; the caller stops it."""
     from model_registry.client import ModelRegistry
     from model_registry.faults import FaultSpec
     from model_registry.reference import read_reference
     from model_registry.settings import RegistrySettings
     from model_registry.training import train_and_register
 
-    base = StackSettings()
-    home = base.home.expanduser().resolve() / "demo"
-    if home.exists():
-        shutil.rmtree(home)
-    settings = base.model_copy(update={"home": home})
-    registry_settings = RegistrySettings(home=home, model_name=settings.model_name,
-                                         tracking_uri=settings.tracking_uri)
+    registry_settings = RegistrySettings(home=stack.home, model_name=stack.settings.model_name,
+                                         tracking_uri=stack.tracking_uri)
     registry = ModelRegistry(registry_settings)
     timeline = Timeline()
-    stack = Stack(settings, timing="demo")
+    result = ScenarioResult(timeline=timeline, checks={}, recovery_seconds=None)
+    checks = result.checks
     traffic: TrafficGenerator | None = None
-    checks: dict[str, bool] = {}
-    recovery: float | None = None
     try:
         good = train_and_register(registry_settings, promote=True, actor="demo")
+        result.good_version = good.version
         timeline.mark(f"trained and promoted v{good.version} (test_accuracy {good.metrics['test_accuracy']:.3f})")
         stack.start()
-        timeline.mark("stack up:\n" + stack.describe())
-        reference = read_reference(registry.download_reference(good.version or "", home / "demo-reference"))
+        timeline.mark("stack up")
+        reference = read_reference(registry.download_reference(good.version or "", stack.home / "demo-reference"))
         traffic = TrafficGenerator(stack.urls.serving, reference.features, rate=20.0)
         traffic.start()
         timeline.mark("steady traffic: 20 requests/s of training-like rows")
@@ -132,53 +157,76 @@ def run_scenario(*, keep_running: bool = False) -> int:
 
         bad = train_and_register(registry_settings, model="logreg", fault=FaultSpec(error_rate=0.5), register=True,
                                  actor="demo")
+        result.bad_version = bad.version
         registry.promote(bad.version or "", actor="demo", reason="demo: a release that goes bad")
         t_bad = timeline.mark(f"promoted v{bad.version}, a faulty release (half its predictions fail)")
-        wait_for(f"serving to pick up v{bad.version}", lambda: serving_version(stack) == bad.version, timeout=30)
+        wait_for(f"serving to pick up v{bad.version}", lambda: serving_version(stack) == bad.version, timeout=30,
+                 interval=0.2)
         timeline.mark(f"serving v{bad.version}; errors start")
         wait_for("HighErrorRate to fire", lambda: firing_alerts(stack, "HighErrorRate"), timeout=120)
-        timeline.mark("HighErrorRate firing in Prometheus → Alertmanager → rollback webhook")
+        timeline.mark("HighErrorRate firing in Prometheus")
+        checks["Alertmanager saw HighErrorRate"] = bool(
+            wait_for("Alertmanager to receive HighErrorRate", lambda: alertmanager_has(stack, "HighErrorRate"),
+                     timeout=30))
         wait_for(f"serving back on v{good.version}", lambda: serving_version(stack) == good.version, timeout=120,
                  interval=0.2)
-        t_back = timeline.mark(f"serving v{good.version} again")
-        recovery = t_back - t_bad
+        t_back = timeline.mark(f"rolled back by the webhook: serving v{good.version} again")
+        result.recovery_seconds = t_back - t_bad
         production = registry.production_version(with_metrics=False)
         bad_info = registry.get_version(bad.version or "", with_metrics=False)
-        checks["production is the good version"] = production is not None and production.version == good.version
-        checks["bad version quarantined"] = bad_info.quarantined
+        checks["production is the good version again"] = (production is not None
+                                                           and production.version == good.version)
+        checks["the bad version is quarantined"] = bad_info.quarantined
         timeline.mark(f"v{bad.version} quarantined: {bad_info.quarantine_reason}")
+        if on_stack_up is not None:
+            on_stack_up(stack)
 
-        traffic.set_shift(DRIFT_SHIFT)
-        timeline.mark("inputs drift: petal_length and petal_width shifted by 1.5 standard deviations")
-        wait_for("FeatureDrift to fire", lambda: firing_alerts(stack, "FeatureDrift"), timeout=150)
-        timeline.mark("FeatureDrift firing")
+        if drift:
+            traffic.set_shift(DRIFT_SHIFT)
+            timeline.mark("inputs drift: petal_length and petal_width shifted by 1.5 standard deviations")
+            wait_for("FeatureDrift to fire", lambda: firing_alerts(stack, "FeatureDrift"), timeout=150)
+            timeline.mark("FeatureDrift firing")
+            if stack.urls.slack_sink:
+                wait_for("the FeatureDrift Slack message",
+                         lambda: any("FeatureDrift" in text for text in slack_texts(stack)), timeout=60)
+                timeline.mark("FeatureDrift reached Slack (local sink)")
         if stack.urls.slack_sink:
-            wait_for("the FeatureDrift Slack message",
-                     lambda: any("FeatureDrift" in text for text in slack_texts(stack)), timeout=60)
-            timeline.mark("FeatureDrift reached Slack (local sink)")
             texts = slack_texts(stack)
             checks["HighErrorRate reached Slack"] = any("HighErrorRate" in t for t in texts)
-            checks["FeatureDrift reached Slack"] = any("FeatureDrift" in t for t in texts)
-        time.sleep(3)
+            if drift:
+                checks["FeatureDrift reached Slack"] = any("FeatureDrift" in t for t in texts)
         rolled = [d for d in webhook_decisions(stack) if d.get("decision") == "rolled_back"]
         checks["exactly one rollback"] = len(rolled) == 1
     except DemoFailed as exc:
+        result.failure = str(exc)
         timeline.mark(f"FAILED: {exc}")
-        checks["loop closed"] = False
     finally:
         if traffic is not None:
             traffic.stop()
+    return result
+
+
+def demo_stack() -> Stack:
+    """A stack in ``$DRIFTWATCH_HOME/demo`` (wiped first) with demo timing."""
+    base = StackSettings()
+    home = base.home.expanduser().resolve() / "demo"
+    if home.exists():
+        shutil.rmtree(home)
+    return Stack(base.model_copy(update={"home": home}), timing="demo")
+
+
+def run_demo(*, keep_running: bool = False) -> int:
+    stack = demo_stack()
+    try:
+        result = run_scenario(stack)
+    finally:
         if keep_running:
             print("stack left running; `driftwatch down` stops it\n" + stack.describe())
         else:
             stack.stop()
-
-    print("\nTimeline:\n" + timeline.render())
-    if recovery is not None:
-        print(f"\nTime to recover (bad promotion → good version serving): {recovery:.1f} s")
-    print("\nChecks:")
-    for name, ok in checks.items():
-        print(f"  [{'ok' if ok else 'FAILED'}] {name}")
-    ok = bool(checks) and all(checks.values())
-    print("\nThe loop closed." if ok else "\nThe loop did NOT close; logs are in " + str(stack.logs))
-    return 0 if ok else 1
+    print("\n" + result.report())
+    if result.ok:
+        print("\nThe loop closed.")
+        return 0
+    print(f"\nThe loop did NOT close; the services' logs are in {stack.logs}")
+    return 1
