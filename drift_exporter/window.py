@@ -1,0 +1,269 @@
+"""The recent window of the prediction log: the newest rows of every file, read from the end.
+
+Serving writes ``predictions-<instance>.jsonl`` per process and rotates it by size to ``.1``, ``.2``,
+... (``.1`` is the newest rotation). The reader opens every file of the folder first (an open file
+survives a rename or delete by the rotating writer), then walks each instance's files backwards in
+blocks and merges the instances by timestamp until it has ``max_rows`` rows or reaches rows older
+than the age limit. It never reads more of a file than the window needs, so memory does not grow
+with the size of the folder.
+
+A half-written last line (no newline yet) is left for the next check; a line that is not a
+prediction record is skipped and counted once (by file identity and offset, so the same corrupt line
+is not counted again at every check); an empty or missing folder is an empty window.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import orjson
+
+from drift_exporter.stats import FloatArray, normalize_category
+
+LOG_NAME = re.compile(r"^predictions-(?P<instance>.+)\.jsonl(?:\.(?P<rotation>\d+))?$")
+BLOCK_BYTES = 64 * 1024
+MAX_LINE_BYTES = 1024 * 1024
+REMEMBERED_CORRUPT_LINES = 100_000
+
+
+@dataclass(frozen=True)
+class LogFile:
+    path: Path
+    instance: str
+    rotation: int  # 0 for the live file, 1 for the newest rotation, ...
+
+
+@dataclass
+class Window:
+    """The window as columns: numeric features as float arrays (NaN = missing or not a number),
+    categorical ones as normalised strings (None = missing)."""
+
+    rows: int
+    numeric: dict[str, FloatArray]
+    categorical: dict[str, list[str | None]]
+    prediction_classes: list[str | None]  # predicted class name per row
+    prediction_versions: list[str | None]  # model version that made each prediction
+    oldest: float | None = None  # epoch seconds
+    newest: float | None = None
+    files: int = 0
+    corrupt_lines: int = 0  # corrupt lines met while reading this window
+    new_corrupt_lines: int = 0  # of those, the ones no earlier read had counted
+    skipped_rows: int = 0  # valid records of another model or event type
+
+    def classes_of(self, version: str) -> list[str | None]:
+        return [c for c, v in zip(self.prediction_classes, self.prediction_versions, strict=True) if v == version]
+
+
+@dataclass(frozen=True)
+class _Row:
+    timestamp: float
+    key: str | None
+    values: tuple[Any, ...]
+    class_name: str | None
+    version: str | None
+
+
+@dataclass
+class _Tally:
+    corrupt: int = 0
+    new_corrupt: int = 0
+    skipped: int = 0
+    seen: OrderedDict[tuple[int, int, int], None] = field(default_factory=OrderedDict)
+
+
+def list_log_files(folder: Path) -> list[LogFile]:
+    """Prediction log files in ``folder`` (none if it does not exist), newest first per instance."""
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for name in names:
+        match = LOG_NAME.match(name)
+        if match:
+            found.append(LogFile(folder / name, match["instance"], int(match["rotation"] or 0)))
+    return sorted(found, key=lambda f: (f.instance, f.rotation))
+
+
+def lines_backward(handle: IO[bytes], size: int, *, block: int = BLOCK_BYTES,
+                   max_line: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes | None]]:
+    """Complete lines of the first ``size`` bytes, last first, as (offset, line without newline).
+
+    The bytes after the last newline are a line still being written and are not returned. A line
+    longer than ``max_line`` comes back as ``None`` (corrupt) without being held in memory.
+    """
+    pos = size
+    pending = b""
+    overlong = False
+    trailing = True  # the segment after the last newline is never a complete line
+    while pos > 0:
+        start = max(0, pos - block)
+        handle.seek(start)
+        data = handle.read(pos - start) + pending
+        pos = start
+        cut = len(data)
+        while True:
+            newline = data.rfind(b"\n", 0, cut)
+            if newline < 0:
+                break
+            if trailing:
+                trailing = False
+            else:
+                yield start + newline + 1, (None if overlong else data[newline + 1:cut])
+            overlong = False
+            cut = newline
+        pending = data[:cut]
+        if len(pending) > max_line:
+            pending = b""
+            overlong = True
+    if not trailing and (pending or overlong):
+        yield 0, None if overlong else pending
+
+
+def parse_timestamp(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+class LogReader:
+    """Reads windows from one log folder; remembers corrupt lines it has already counted."""
+
+    def __init__(self, folder: Path, *, block_bytes: int = BLOCK_BYTES, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self.folder = folder
+        self.block_bytes = block_bytes
+        self.max_line_bytes = max_line_bytes
+        self._seen_corrupt: OrderedDict[tuple[int, int, int], None] = OrderedDict()
+
+    def read(self, *, features: Sequence[str], numeric: set[str] | frozenset[str], max_rows: int,
+             max_age_seconds: float | None, now: float, model_name: str | None = None) -> Window:
+        """The newest ``max_rows`` prediction rows no older than ``max_age_seconds``."""
+        cutoff = now - max_age_seconds if max_age_seconds else None
+        tally = _Tally(seen=self._seen_corrupt)
+        names = tuple(features)
+        rows: list[_Row] = []
+        keys: set[str] = set()
+        files = list_log_files(self.folder)
+        with ExitStack() as stack:
+            chains: dict[str, list[tuple[IO[bytes], os.stat_result]]] = {}
+            inodes: set[tuple[int, int]] = set()
+            for log in files:
+                try:
+                    handle = stack.enter_context(log.path.open("rb"))
+                except (FileNotFoundError, IsADirectoryError, PermissionError):
+                    continue  # rotated away or deleted between listing and opening
+                info = os.fstat(handle.fileno())
+                if (info.st_dev, info.st_ino) in inodes:
+                    continue  # renamed by rotation while we listed: already open under its other name
+                inodes.add((info.st_dev, info.st_ino))
+                chains.setdefault(log.instance, []).append((handle, info))
+            streams = [self._rows_of(chain, names, model_name, cutoff, tally) for chain in chains.values()]
+            for row in heapq.merge(*streams, key=lambda r: -r.timestamp):
+                if len(rows) >= max_rows:
+                    break
+                if row.key is not None:
+                    if row.key in keys:
+                        continue  # the same record seen twice across a rotation
+                    keys.add(row.key)
+                rows.append(row)
+            open_files = sum(len(chain) for chain in chains.values())
+        while len(self._seen_corrupt) > REMEMBERED_CORRUPT_LINES:
+            self._seen_corrupt.popitem(last=False)
+        return _columns(rows, names, numeric, open_files, tally)
+
+    def _rows_of(self, chain: list[tuple[IO[bytes], os.stat_result]], names: tuple[str, ...],
+                 model_name: str | None, cutoff: float | None, tally: _Tally) -> Iterator[_Row]:
+        for handle, info in chain:
+            for offset, line in lines_backward(handle, info.st_size, block=self.block_bytes,
+                                               max_line=self.max_line_bytes):
+                if line is not None and not line.strip():
+                    continue
+                row = _parse(line, names, model_name) if line is not None else None
+                if row is None:
+                    tally.corrupt += 1
+                    identity = (info.st_dev, info.st_ino, offset)
+                    if identity not in tally.seen:
+                        tally.seen[identity] = None
+                        tally.new_corrupt += 1
+                    continue
+                if row is _SKIP:
+                    tally.skipped += 1
+                    continue
+                if cutoff is not None and row.timestamp < cutoff:
+                    return  # everything further back is older still
+                yield row
+
+
+_SKIP = _Row(0.0, None, (), None, None)
+
+
+def _parse(line: bytes, names: tuple[str, ...], model_name: str | None) -> _Row | None:
+    """A row, ``_SKIP`` for a valid record that is not a prediction of this model, None if corrupt."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    event = record.get("event", "prediction")
+    model = record.get("model")
+    other_model = model_name and isinstance(model, dict) and model.get("name") not in (None, model_name)
+    if event != "prediction" or other_model:
+        return _SKIP
+    timestamp = parse_timestamp(record.get("timestamp"))
+    features = record.get("features")
+    if timestamp is None or not isinstance(features, dict):
+        return None
+    prediction = record.get("prediction")
+    class_name: str | None = None
+    if isinstance(prediction, dict):
+        raw = prediction.get("class_name", prediction.get("class_id"))
+        class_name = normalize_category(raw)
+    version = normalize_category(model.get("version")) if isinstance(model, dict) else None
+    key = record.get("prediction_id")
+    return _Row(timestamp, key if isinstance(key, str) else None, tuple(features.get(n) for n in names),
+                class_name, version)
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or value is None:
+        return float("nan")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return float("nan")
+    return float("nan")
+
+
+def _columns(rows: list[_Row], names: tuple[str, ...], numeric: set[str] | frozenset[str], files: int,
+             tally: _Tally) -> Window:
+    rows.reverse()  # oldest first, as the log was written
+    window = Window(rows=len(rows), numeric={}, categorical={},
+                    prediction_classes=[r.class_name for r in rows],
+                    prediction_versions=[r.version for r in rows],
+                    oldest=rows[0].timestamp if rows else None, newest=rows[-1].timestamp if rows else None,
+                    files=files, corrupt_lines=tally.corrupt, new_corrupt_lines=tally.new_corrupt,
+                    skipped_rows=tally.skipped)
+    for i, name in enumerate(names):
+        if name in numeric:
+            window.numeric[name] = np.fromiter((_number(r.values[i]) for r in rows), dtype=np.float64,
+                                               count=len(rows))
+        else:
+            window.categorical[name] = [normalize_category(r.values[i]) for r in rows]
+    return window
