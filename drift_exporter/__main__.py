@@ -1,0 +1,28 @@
+"""``python -m drift_exporter``: read the environment, build the app, serve it with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from drift_exporter.app import create_app
+from drift_exporter.settings import DriftExporterSettings
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = DriftExporterSettings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
+        print(f"drift exporter: invalid settings: {problems}", file=sys.stderr)
+        raise SystemExit(2) from None
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

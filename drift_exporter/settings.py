@@ -1,0 +1,114 @@
+"""Settings of the drift exporter. Only ``__main__`` reads the environment; tests pass values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from drift_exporter.decisions import ChiSquare, DriftPolicy, Method
+from drift_exporter.stats import Correction
+from model_registry import RegistrySettings
+
+
+def _env(*names: str) -> AliasChoices:
+    """Accept the environment name(s) and the field name (so tests can pass ``port=...``)."""
+    return AliasChoices(*names)
+
+
+class DriftExporterSettings(BaseSettings):
+    """Everything ``python -m drift_exporter`` can be told. Environment prefix: ``DRIFTWATCH_``."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTWATCH_", extra="ignore", populate_by_name=True)
+
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+
+    host: str = Field(default="127.0.0.1", validation_alias=_env("DRIFTWATCH_DRIFT_HOST", "host"))
+    port: int = Field(default=9101, ge=0, le=65535, validation_alias=_env("DRIFTWATCH_DRIFT_PORT", "port"))
+    prediction_log_dir: Path | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_PREDICTION_LOG_DIR", "prediction_log_dir"),
+        description="Folder of the prediction log; default $DRIFTWATCH_HOME/predictions.",
+    )
+    interval_seconds: float = Field(
+        default=30.0, gt=0, le=86400, validation_alias=_env("DRIFTWATCH_DRIFT_INTERVAL_SECONDS", "interval_seconds"),
+        description="Time between two checks.",
+    )
+    window_rows: int = Field(
+        default=1000, ge=1, le=1_000_000, validation_alias=_env("DRIFTWATCH_DRIFT_WINDOW_ROWS", "window_rows"),
+        description="The newest this many prediction rows form the window.",
+    )
+    window_max_age_seconds: float = Field(
+        default=3600.0, ge=0,
+        validation_alias=_env("DRIFTWATCH_DRIFT_WINDOW_MAX_AGE_SECONDS", "window_max_age_seconds"),
+        description="Rows older than this are left out of the window (0: no age limit).",
+    )
+    min_window_rows: int = Field(
+        default=500, ge=1, validation_alias=_env("DRIFTWATCH_DRIFT_MIN_WINDOW_ROWS", "min_window_rows"),
+        description="Below this many rows no verdict is published (the row count still is).",
+    )
+    p_value_threshold: float = Field(
+        default=0.05, gt=0, lt=1, validation_alias=_env("DRIFTWATCH_DRIFT_P_VALUE_THRESHOLD", "p_value_threshold"),
+        description="Significance level of the statistical tests (KS, chi-square, z), after correction.",
+    )
+    distance_threshold: float = Field(
+        default=0.1, gt=0, validation_alias=_env("DRIFTWATCH_DRIFT_DISTANCE_THRESHOLD", "distance_threshold"),
+        description="Drift when normed Wasserstein, Jensen-Shannon or PSI reaches this.",
+    )
+    share_threshold: float = Field(
+        default=0.5, gt=0, le=1, validation_alias=_env("DRIFTWATCH_DRIFT_SHARE_THRESHOLD", "share_threshold"),
+        description="Dataset drift when at least this share of the features drifted.",
+    )
+    multiple_testing: Correction = Field(
+        default="bonferroni", validation_alias=_env("DRIFTWATCH_DRIFT_MULTIPLE_TESTING", "multiple_testing"),
+        description="Correction of the per-feature p-values behind the dataset verdict: bonferroni, bh or none.",
+    )
+    numeric_method: Method | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_DRIFT_NUMERIC_METHOD", "numeric_method"),
+        description="Force one method for numeric features; default: Evidently's choice per column.",
+    )
+    categorical_method: Method | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_DRIFT_CATEGORICAL_METHOD", "categorical_method"),
+        description="Force one method for categorical features; default: Evidently's choice per column.",
+    )
+    chisquare: ChiSquare = Field(
+        default="homogeneity", validation_alias=_env("DRIFTWATCH_DRIFT_CHISQUARE", "chisquare"),
+        description="Where chi-square is chosen: homogeneity (reference and window both samples) or "
+                    "goodness_of_fit (Evidently's: reference counts taken as exact).",
+    )
+    psi_bins: int = Field(default=10, ge=2, le=100, validation_alias=_env("DRIFTWATCH_DRIFT_PSI_BINS", "psi_bins"))
+    max_categories: int = Field(
+        default=50, ge=1, le=10_000, validation_alias=_env("DRIFTWATCH_DRIFT_MAX_CATEGORIES", "max_categories"),
+        description="Reference categories beyond this many share one 'other' bucket in the chi-square test.",
+    )
+    report_max_rows: int = Field(
+        default=5000, ge=10, validation_alias=_env("DRIFTWATCH_DRIFT_REPORT_MAX_ROWS", "report_max_rows"),
+        description="/report samples the reference to at most this many rows (Evidently's HTML is slow).",
+    )
+
+    @model_validator(mode="after")
+    def _policy_is_valid(self) -> DriftExporterSettings:
+        self.policy()  # raises with a sentence when a combination is unsafe
+        if self.min_window_rows > self.window_rows:
+            raise ValueError(
+                f"DRIFTWATCH_DRIFT_MIN_WINDOW_ROWS ({self.min_window_rows}) is larger than "
+                f"DRIFTWATCH_DRIFT_WINDOW_ROWS ({self.window_rows}): no check could ever publish a verdict"
+            )
+        return self
+
+    @property
+    def model_name(self) -> str:
+        return self.registry.model_name
+
+    @property
+    def resolved_log_dir(self) -> Path:
+        folder = self.prediction_log_dir or self.registry.home / "predictions"
+        return folder.expanduser().resolve()
+
+    def policy(self) -> DriftPolicy:
+        return DriftPolicy(
+            p_value_threshold=self.p_value_threshold, distance_threshold=self.distance_threshold,
+            drift_share=self.share_threshold, correction=self.multiple_testing,
+            min_window_rows=self.min_window_rows, numeric_method=self.numeric_method,
+            categorical_method=self.categorical_method, chisquare=self.chisquare,
+        )
