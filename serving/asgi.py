@@ -1,0 +1,109 @@
+"""The ASGI layer in front of the FastAPI app: HTTP metrics for every request, and the scoring path.
+
+``POST /predict`` and ``POST /invocations`` are answered here directly: going through FastAPI's
+routing, request object and response class halves the throughput of a one-row prediction
+(measured: ~4,200 vs ~8,200 requests/s on this machine with a trivial handler), and these two
+routes are the service. FastAPI still declares them, so /docs shows their schema, and answers
+their other methods. Every other request goes to FastAPI, counted and timed by route template;
+unknown paths share one label value, so scanners cannot create series.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from serving.metrics import KNOWN_METHODS, UNMATCHED_HANDLER, ServingMetrics
+from serving.schema import InputProblem
+from serving.scoring import Answer, Endpoint, Scorer
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SCORING_PATHS: dict[str, Endpoint] = {"/predict": "predict", "/invocations": "invocations"}
+
+
+class ServingASGI:
+    def __init__(self, app: ASGIApp, *, scorer: Scorer, max_body_bytes: int, metrics: ServingMetrics | None,
+                 handlers: frozenset[str]) -> None:
+        self.app = app
+        self.scorer = scorer
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+        self.handlers = handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path = scope["path"]
+        endpoint = SCORING_PATHS.get(path)
+        if endpoint is not None and scope["method"] == "POST":
+            answer = await self._score(endpoint, scope, receive)
+            await send({"type": "http.response.start", "status": answer.status,
+                        "headers": [(b"content-type", answer.content_type),
+                                    (b"content-length", str(len(answer.body)).encode())]})
+            await send({"type": "http.response.body", "body": answer.body})
+            if self.metrics is not None:
+                count, duration = self.metrics.http(path, "POST", answer.status)
+                count.inc()
+                duration.observe(time.perf_counter() - started)
+            return
+        if self.metrics is None:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            method = scope["method"]
+            count, duration = self.metrics.http(path if path in self.handlers else UNMATCHED_HANDLER,
+                                                method if method in KNOWN_METHODS else "other", status)
+            count.inc()
+            duration.observe(time.perf_counter() - started)
+
+    async def _score(self, endpoint: Endpoint, scope: Scope, receive: Receive) -> Answer:
+        content_type: str | None = None
+        declared = -1
+        for key, value in scope["headers"]:
+            if key == b"content-type":
+                content_type = value.decode("latin-1")
+            elif key == b"content-length" and value.isdigit():
+                declared = int(value)
+        body = await self._read_body(receive, declared)
+        if body is None:
+            return self.scorer.reject(endpoint, InputProblem(
+                "", f"the body is over {self.max_body_bytes} bytes (DRIFTWATCH_MAX_BODY_BYTES); split the batch",
+                status=413))
+        return await self.scorer.score(endpoint, body, content_type)
+
+    async def _read_body(self, receive: Receive, declared: int) -> bytes | None:
+        """The whole body, or None when it is over the limit (then the rest is not read)."""
+        if declared > self.max_body_bytes:
+            return None
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            return body if len(body) <= self.max_body_bytes else None
+        parts = [body]
+        size = len(body)
+        while message.get("more_body", False):
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            parts.append(chunk)
+        return b"".join(parts)

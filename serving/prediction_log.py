@@ -1,0 +1,185 @@
+"""The prediction log: one JSON line per prediction, written by a background thread.
+
+The request path only appends one tuple per request to a deque (no lock, no I/O, no JSON); the
+writer thread wakes every ``interval`` seconds, turns what is waiting into lines, appends them to
+``predictions-<instance>.jsonl``, rotates the file by size (``.1`` is the newest rotation) and keeps
+``backups`` rotations. ``close()`` writes everything still waiting, then flushes and fsyncs: a clean
+shutdown loses nothing. When the writer falls behind by ``max_queue_rows`` rows, new rows are dropped
+and counted instead of slowing requests or growing memory without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+logger = logging.getLogger(__name__)
+
+# (timestamp, model JSON (see model_json), feature names, rows, prediction ids, class ids, class names,
+#  probabilities, latency_ms): one request's predictions, as the request path hands them over.
+Batch = tuple[float, str, Sequence[str], list[list[Any]], list[str], list[Any], list[str],
+              list[float | None], float]
+
+
+_second_cache: tuple[int, str] = (-1, "")
+
+
+def format_timestamp(epoch: float) -> str:
+    """``2026-01-01T12:00:00.123Z`` (UTC, milliseconds); the seconds part is cached (it is the slow part)."""
+    global _second_cache
+    second = int(epoch)
+    cached_second, prefix = _second_cache
+    if second != cached_second:
+        prefix = datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second_cache = (second, prefix)
+    return f"{prefix}.{int((epoch - second) * 1000):03d}Z"
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """The JSON lines of one request's predictions, in the DESIGN.md record format (a missing value,
+    NaN, is written as null). The parts shared by every row are formatted once: this runs for every
+    prediction, on the same interpreter as the requests."""
+    ts, model_json, names, rows, ids, class_ids, class_names, probabilities, latency_ms = batch
+    head = f'{{"timestamp":"{format_timestamp(ts)}","event":"prediction","prediction_id":"'
+    tail = f',"model":{model_json},"latency_ms":{round(latency_ms, 3)!r}}}\n'
+    dumps = orjson.dumps
+    return "".join(
+        f'{head}{pid}","features":{dumps(dict(zip(names, row, strict=True))).decode()},"prediction":'
+        f'{dumps({"class_id": cid, "class_name": cname, "probability": prob}).decode()}{tail}'
+        for row, pid, cid, cname, prob in zip(rows, ids, class_ids, class_names, probabilities, strict=True)
+    ).encode()
+
+
+def model_json(name: str, version: str, source: str) -> str:
+    """The ``model`` object of a record, serialised once per loaded version."""
+    return orjson.dumps({"name": name, "version": version, "source": source}).decode()
+
+
+class PredictionLog:
+    """Asynchronous JSONL writer with size rotation and count retention."""
+
+    def __init__(self, directory: Path, instance: str, *, max_bytes: int, backups: int,
+                 max_queue_rows: int = 200_000, interval: float = 0.05,
+                 on_drop: Callable[[int], None] | None = None) -> None:
+        self.directory = directory
+        self.path = directory / f"predictions-{instance}.jsonl"
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.max_queue_rows = max_queue_rows
+        self.interval = interval
+        self.on_drop = on_drop
+        self.written_rows = 0
+        self.dropped_rows = 0
+        self._queue: deque[Batch] = deque()
+        # Each counter has one writer thread, so no update is lost without a lock.
+        self._enqueued_rows = 0  # request path
+        self._dequeued_rows = 0  # writer
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._file: IO[bytes] | None = None
+        self._size = 0
+
+    # ------------------------------------------------------------------ request path
+    def append(self, batch: Batch) -> None:
+        rows = len(batch[3])
+        if self._enqueued_rows - self._dequeued_rows + rows > self.max_queue_rows:
+            self.dropped_rows += rows
+            if self.on_drop is not None:
+                self.on_drop(rows)
+            return
+        self._enqueued_rows += rows
+        self._queue.append(batch)
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._open()
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write everything waiting, flush and fsync, and stop the writer."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.error("prediction log: the writer did not finish in %.0f s; %d rows may be lost",
+                             timeout, self.queued_rows)
+                return
+            self._thread = None
+        self._drain()  # anything appended after the thread's last pass
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+    @property
+    def queued_rows(self) -> int:
+        return self._enqueued_rows - self._dequeued_rows
+
+    # ------------------------------------------------------------------ writer thread
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self._drain()
+            except Exception:  # boundary of the writer thread: keep writing later, say why now
+                logger.exception("prediction log: writing failed; will retry")
+                time.sleep(1.0)
+        # close() drains what is left after join
+
+    def _drain(self) -> None:
+        if not self._queue or self._file is None:
+            return
+        chunks: list[bytes] = []
+        pending = 0
+        rows = 0
+        queue = self._queue
+        while queue:
+            batch = queue.popleft()
+            rows += len(batch[3])
+            data = encode_batch(batch)
+            if self._size + pending + len(data) > self.max_bytes and (self._size or pending):
+                self._write(chunks)
+                chunks, pending = [], 0
+                self._rotate()
+            chunks.append(data)
+            pending += len(data)
+        self._write(chunks)
+        self._dequeued_rows += rows
+        self.written_rows += rows
+
+    def _write(self, chunks: list[bytes]) -> None:
+        if not chunks or self._file is None:
+            return
+        data = b"".join(chunks)
+        self._file.write(data)
+        self._file.flush()
+        self._size += len(data)
+
+    def _open(self) -> None:
+        self._file = self.path.open("ab")
+        self._size = self._file.tell()
+
+    def _rotate(self) -> None:
+        """predictions.jsonl -> .1 -> .2 ... ; the oldest beyond ``backups`` is deleted."""
+        if self._file is not None:
+            self._file.close()
+        oldest = self.path.with_name(f"{self.path.name}.{self.backups}")
+        oldest.unlink(missing_ok=True)
+        for n in range(self.backups - 1, 0, -1):
+            src = self.path.with_name(f"{self.path.name}.{n}")
+            if src.exists():
+                src.replace(self.path.with_name(f"{self.path.name}.{n + 1}"))
+        if self.path.exists():
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        self._open()

@@ -1,0 +1,146 @@
+"""Settings of the prediction service. Only ``__main__`` reads the environment; tests pass values."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model_registry import RegistrySettings
+
+MIN_ADMIN_TOKEN_CHARS = 16
+InferenceBackend = Literal["auto", "onnx", "native"]
+
+
+def _env(*names: str) -> AliasChoices:
+    """Accept the environment name(s) and the field name (so tests can pass ``port=...``)."""
+    return AliasChoices(*names)
+
+
+class ServingSettings(BaseSettings):
+    """Everything ``python -m serving`` can be told. Environment prefix: ``DRIFTWATCH_``."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTWATCH_", extra="ignore", populate_by_name=True)
+
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+
+    host: str = Field(default="127.0.0.1", validation_alias=_env("DRIFTWATCH_SERVING_HOST", "host"))
+    port: int = Field(default=8000, ge=0, le=65535, validation_alias=_env("DRIFTWATCH_SERVING_PORT", "port"))
+    instance: str | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_SERVING_INSTANCE", "instance"),
+        description="Name of this process in log file names; default hostname-pid.",
+    )
+    poll_interval_seconds: float = Field(
+        default=5.0, gt=0, le=3600,
+        validation_alias=_env("DRIFTWATCH_POLL_INTERVAL_SECONDS", "poll_interval_seconds"),
+    )
+    model_cache_dir: Path | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_MODEL_CACHE_DIR", "model_cache_dir"),
+        description="Local copies of loaded versions; default $DRIFTWATCH_HOME/model-cache.",
+    )
+    model_cache_keep: int = Field(
+        default=3, ge=1, validation_alias=_env("DRIFTWATCH_MODEL_CACHE_KEEP", "model_cache_keep"),
+    )
+    prediction_log_enabled: bool = Field(
+        default=True, validation_alias=_env("DRIFTWATCH_PREDICTION_LOG_ENABLED", "prediction_log_enabled"),
+    )
+    prediction_log_dir: Path | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_PREDICTION_LOG_DIR", "prediction_log_dir"),
+        description="Folder of the prediction log; default $DRIFTWATCH_HOME/predictions.",
+    )
+    prediction_log_max_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=4096,
+        validation_alias=_env("DRIFTWATCH_PREDICTION_LOG_MAX_BYTES", "prediction_log_max_bytes"),
+    )
+    prediction_log_backups: int = Field(
+        default=5, ge=1, validation_alias=_env("DRIFTWATCH_PREDICTION_LOG_BACKUPS", "prediction_log_backups"),
+    )
+    prediction_log_queue_rows: int = Field(
+        default=200_000, ge=1000,
+        validation_alias=_env("DRIFTWATCH_PREDICTION_LOG_QUEUE_ROWS", "prediction_log_queue_rows"),
+        description="Rows waiting for the writer before new ones are dropped (and counted) rather than "
+                    "slowing requests down.",
+    )
+    metrics_enabled: bool = Field(
+        default=True, validation_alias=_env("DRIFTWATCH_METRICS_ENABLED", "metrics_enabled"),
+    )
+    max_batch: int = Field(default=1000, ge=1, le=1_000_000, validation_alias=_env("DRIFTWATCH_MAX_BATCH", "max_batch"))
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, validation_alias=_env("DRIFTWATCH_MAX_BODY_BYTES", "max_body_bytes"),
+    )
+    inference_backend: InferenceBackend = Field(
+        default="auto", validation_alias=_env("DRIFTWATCH_INFERENCE_BACKEND", "inference_backend"),
+        description="auto: ONNX Runtime when it gives the model's own answers on the warm-up rows, else "
+                    "the model's own code; onnx: refuse to load a version that cannot be compiled; native: "
+                    "always the model's own code.",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_ADMIN_TOKEN", "admin_token"),
+    )
+    admin_token_file: Path | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_ADMIN_TOKEN_FILE", "admin_token_file"),
+    )
+    git_commit: str | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_GIT_COMMIT", "git_commit"),
+        description="Shown in /metadata; default: read from the source checkout when there is one.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias=_env("DRIFTWATCH_LOG_LEVEL", "log_level"),
+    )
+    access_log: bool = Field(default=False, validation_alias=_env("DRIFTWATCH_ACCESS_LOG", "access_log"))
+
+    @field_validator("instance")
+    @classmethod
+    def _instance_is_a_file_name_part(cls, value: str | None) -> str | None:
+        if value is not None and (not value or "/" in value or value.startswith(".")):
+            raise ValueError("DRIFTWATCH_SERVING_INSTANCE must be a plain name (no '/', not starting with '.')")
+        return value
+
+    @model_validator(mode="after")
+    def _admin_token_is_safe(self) -> ServingSettings:
+        if self.admin_token is not None and self.admin_token_file is not None:
+            raise ValueError("set DRIFTWATCH_ADMIN_TOKEN or DRIFTWATCH_ADMIN_TOKEN_FILE, not both")
+        if self.admin_token_file is not None and not self.admin_token_file.is_file():
+            raise ValueError(f"DRIFTWATCH_ADMIN_TOKEN_FILE {self.admin_token_file} does not exist or is not a file")
+        token = self.resolved_admin_token()
+        if token is not None and len(token) < MIN_ADMIN_TOKEN_CHARS:
+            raise ValueError(f"the admin token must have at least {MIN_ADMIN_TOKEN_CHARS} characters; "
+                             "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(24))'`")
+        return self
+
+    def resolved_admin_token(self) -> str | None:
+        """The admin token from the value or the file (trailing newline removed); None = reload disabled."""
+        if self.admin_token is not None:
+            return self.admin_token.get_secret_value().strip()
+        if self.admin_token_file is not None:
+            return self.admin_token_file.read_text().strip()
+        return None
+
+    @property
+    def resolved_instance(self) -> str:
+        return self.instance or f"{socket.gethostname()}-{os.getpid()}"
+
+    @property
+    def resolved_prediction_log_dir(self) -> Path:
+        return (self.prediction_log_dir or self.registry.resolved_home / "predictions").expanduser().resolve()
+
+    @property
+    def resolved_model_cache_dir(self) -> Path:
+        return (self.model_cache_dir or self.registry.resolved_home / "model-cache").expanduser().resolve()
+
+    @property
+    def production_label(self) -> str:
+        """What marks production: the alias name, or the stage name in stage mode."""
+        return self.registry.model_alias if self.registry.registry_mode == "alias" else "Production"
+
+    @property
+    def production_uri(self) -> str:
+        """The model URI the service follows, e.g. ``models:/iris-classifier@production``."""
+        name = self.registry.model_name
+        if self.registry.registry_mode == "alias":
+            return f"models:/{name}@{self.registry.model_alias}"
+        return f"models:/{name}/Production"
