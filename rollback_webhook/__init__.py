@@ -1,1 +1,1 @@
-"""rollback_webhook."""
+"""rollback_webhook: Alertmanager receiver that authenticates, decides, rolls back and records."""

@@ -1,0 +1,107 @@
+"""The webhook's I/O: reading the registry state a decision needs, moving production back through
+``model_registry``, and telling serving instances to reload (best effort: they also poll)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from model_registry import RollbackResult, VersionInfo
+from model_registry.errors import RegistryError, RegistryUnavailable, VersionNotFound
+
+log = logging.getLogger("rollback_webhook")
+ACTOR = "rollback-webhook"
+
+
+class RegistryPort(Protocol):
+    """The part of ``model_registry.ModelRegistry`` the webhook uses (tests pass fakes)."""
+
+    def production_version(self, *, with_metrics: bool = True) -> VersionInfo | None: ...
+
+    def get_version(self, version: str, *, with_metrics: bool = True) -> VersionInfo: ...
+
+    def check_loadable(self, version: str) -> None: ...
+
+    def rollback(self, *, to: str | None = None, reason: str, actor: str, alertname: str | None = None,
+                 expected_current: str | None = None) -> RollbackResult: ...
+
+
+@dataclass(frozen=True)
+class VersionsSnapshot:
+    production: VersionInfo | None
+    previous: VersionInfo | None
+    alerted: VersionInfo | None
+
+
+def read_versions(registry: RegistryPort, alerted_version: str | None) -> VersionsSnapshot:
+    """Production, the version it replaced, and (when it is not production) the version the alert
+    names. Raises ``RegistryUnavailable`` when the registry cannot be reached."""
+    production = registry.production_version(with_metrics=False)
+    previous = None
+    if production is not None and production.previous_version is not None:
+        previous = _find(registry, production.previous_version)
+    alerted = None
+    if alerted_version is not None and (production is None or production.version != alerted_version):
+        alerted = _find(registry, alerted_version)
+    return VersionsSnapshot(production=production, previous=previous, alerted=alerted)
+
+
+def _find(registry: RegistryPort, version: str) -> VersionInfo | None:
+    try:
+        return registry.get_version(version, with_metrics=False)
+    except VersionNotFound:
+        return None
+
+
+def load_error(registry: RegistryPort, version: str) -> str | None:
+    """Why ``version`` does not load, or None when it does. Unreachable registry: raises."""
+    try:
+        registry.check_loadable(version)
+    except RegistryUnavailable:
+        raise
+    except RegistryError as exc:
+        return str(exc)
+    return None
+
+
+class Reloader(Protocol):
+    def reload_all(self) -> list[dict[str, Any]]: ...
+
+
+class ServingReloader:
+    """POST ``/admin/reload`` on each serving URL with the admin token. Failures are reported, never
+    raised: serving also polls the registry, so a missed reload only delays the switch."""
+
+    def __init__(self, urls: list[str], admin_token: str | None, *, timeout_seconds: float,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.urls = urls
+        self.admin_token = admin_token
+        self.timeout_seconds = timeout_seconds
+        self.transport = transport
+
+    def reload_all(self) -> list[dict[str, Any]]:
+        if not self.urls:
+            return []
+        if self.admin_token is None:
+            return [{"url": url, "result": "skipped", "detail": "no admin token (DRIFTWATCH_ADMIN_TOKEN)"}
+                    for url in self.urls]
+        results: list[dict[str, Any]] = []
+        headers = {"Authorization": f"Bearer {self.admin_token}"}
+        with httpx.Client(timeout=self.timeout_seconds, transport=self.transport) as client:
+            for url in self.urls:
+                target = f"{url}/admin/reload"
+                try:
+                    response = client.post(target, headers=headers)
+                except httpx.HTTPError as exc:
+                    log.warning("serving reload failed", extra={"url": target, "error": repr(exc)})
+                    results.append({"url": url, "result": "failure", "detail": f"{type(exc).__name__}: {exc}"})
+                    continue
+                ok = response.is_success
+                if not ok:
+                    log.warning("serving reload refused", extra={"url": target, "status": response.status_code})
+                results.append({"url": url, "result": "success" if ok else "failure",
+                                "status": response.status_code})
+        return results

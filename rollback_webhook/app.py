@@ -1,0 +1,168 @@
+"""HTTP side of the rollback webhook: POST /alerts, GET /decisions, /metrics, /health.
+
+Status codes are what Alertmanager acts on: 401 without the bearer token, 400/413/422 for a body it
+should not resend (it never retries 4xx), 200 for every decision (declines included), 503 only
+when the registry cannot be reached, so that the retry it sends is decided afresh.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import sqlite3
+from typing import Annotated, Any
+
+import orjson
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rollback_webhook.actions import RegistryPort, Reloader, ServingReloader
+from rollback_webhook.decision import ALL_DECISION_LABELS
+from rollback_webhook.metrics import UNMATCHED_HANDLER, WebhookMetrics
+from rollback_webhook.payload import AlertmanagerPayload
+from rollback_webhook.service import RegistryUnreachable, RollbackService
+from rollback_webhook.settings import WebhookSettings
+from rollback_webhook.store import DecisionStore
+
+log = logging.getLogger("rollback_webhook")
+RETRY_AFTER_SECONDS = "10"
+MAX_DECISIONS_LISTED = 1000
+
+
+class HttpMetricsMiddleware:
+    """Counts every answer by route template (unknown paths share one label), method and status."""
+
+    def __init__(self, app: ASGIApp, metrics: WebhookMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = scope.get("route")
+            handler = getattr(route, "path", None) or UNMATCHED_HANDLER
+            self.metrics.count_request(handler, scope.get("method", ""), status)
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _problem(status: int, detail: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
+
+
+def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None = None,
+               model_registry: RegistryPort | None = None, store: DecisionStore | None = None,
+               reloader: Reloader | None = None, service: RollbackService | None = None) -> FastAPI:
+    """The webhook app. ``model_registry`` defaults to ``model_registry.ModelRegistry`` on
+    ``settings.registry``, ``store`` to the SQLite file in ``settings.resolved_store_path``."""
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = WebhookMetrics(registry, settings.model_name)
+    if model_registry is None:
+        from model_registry import ModelRegistry
+
+        model_registry = ModelRegistry(settings.registry)
+    store = store if store is not None else DecisionStore(settings.resolved_store_path)
+    metrics.restore_last_rollback(store.last_rollback_at(settings.model_name))
+    if reloader is None:
+        reloader = ServingReloader(settings.serving_url_list, settings.resolved_admin_token(),
+                                   timeout_seconds=settings.reload_timeout_seconds)
+    policy = settings.policy()
+    service = service or RollbackService(model_name=settings.model_name, policy=policy, registry=model_registry,
+                                         store=store, metrics=metrics, reloader=reloader)
+    token = settings.resolved_token().encode()
+
+    def authorized(request: Request) -> bool:
+        given = _bearer(request)
+        # compare_digest: the time taken does not tell how much of a guess was right.
+        return given is not None and hmac.compare_digest(given.encode(), token)
+
+    def unauthorized() -> JSONResponse:
+        return _problem(401, "missing or wrong bearer token (Authorization: Bearer <DRIFTWATCH_WEBHOOK_TOKEN>)",
+                        **{"WWW-Authenticate": "Bearer"})
+
+    app = FastAPI(title="Driftwatch rollback webhook")
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    app.state.service = service
+    app.state.metrics = metrics
+    app.state.store = store
+
+    @app.post("/alerts")
+    async def alerts(request: Request) -> Response:
+        """Alertmanager's webhook (payload version 4). One decision per alert, each recorded once."""
+        if not authorized(request):
+            return unauthorized()
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
+            return _problem(413, f"the body is larger than {settings.max_body_bytes} bytes")
+        body = await request.body()
+        if len(body) > settings.max_body_bytes:
+            return _problem(413, f"the body is larger than {settings.max_body_bytes} bytes")
+        try:
+            raw = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _problem(400, f"the body is not JSON: {exc}")
+        try:
+            payload = AlertmanagerPayload.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+                                 for e in exc.errors()[:10])
+            return _problem(422, f"not an Alertmanager webhook payload (version 4): {problems}")
+        try:
+            results = await run_in_threadpool(service.handle, payload)
+        except RegistryUnreachable as exc:
+            return _problem(503, f"the model registry cannot be reached; retry later: {exc}",
+                            **{"Retry-After": RETRY_AFTER_SECONDS})
+        body_out: dict[str, Any] = {"results": [r.to_dict() for r in results]}
+        if payload.truncated_alerts:
+            body_out["truncated_alerts"] = payload.truncated_alerts
+        return JSONResponse(body_out)
+
+    @app.get("/decisions")
+    def decisions(request: Request,
+                  limit: Annotated[int, Query(ge=1, le=MAX_DECISIONS_LISTED)] = 100,
+                  decision: Annotated[str | None, Query()] = None,
+                  model_version: Annotated[str | None, Query()] = None) -> Response:
+        """Recent decisions, newest first, with their reasons (bearer token required)."""
+        if not authorized(request):
+            return unauthorized()
+        if decision is not None and decision not in ALL_DECISION_LABELS:
+            return _problem(422, f"unknown decision {decision!r}; one of {', '.join(ALL_DECISION_LABELS)}")
+        records = store.recent(limit=limit, decision=decision, model_version=model_version)
+        return JSONResponse({"model_name": settings.model_name, "decisions": [r.to_dict() for r in records]})
+
+    @app.get("/metrics")
+    def metrics_route() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        """Alive and able to read its decision store (the registry is checked per alert, not here)."""
+        try:
+            store.check()
+        except sqlite3.Error as exc:
+            return JSONResponse({"status": "store_unavailable", "detail": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ok", "model_name": settings.model_name, "policy": policy.describe()})
+
+    return app

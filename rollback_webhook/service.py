@@ -1,0 +1,201 @@
+"""One delivery, alert by alert: look the incident up, decide, act, record — exactly once.
+
+Per alert, under a process lock (threads) and inside a store write transaction (processes):
+  1. an incident already in the store is a duplicate: count the delivery, answer its decision;
+  2. otherwise gather the registry state, decide (pure), and roll back when the decision says so;
+  3. record the decision; the commit makes it final.
+An unreachable registry raises ``RegistryUnreachable`` out of the transaction, so nothing is
+recorded and Alertmanager's retry decides afresh. Serving is told to reload after the commit,
+outside the lock (best effort, it also polls).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from model_registry.errors import RegistryError, RollbackRefused, VersionNotFound
+from rollback_webhook.actions import ACTOR, RegistryPort, Reloader, load_error, read_versions
+from rollback_webhook.decision import (
+    DUPLICATE,
+    ERROR,
+    REGISTRY_UNAVAILABLE,
+    Outcome,
+    RegistryState,
+    RollbackDecision,
+    decide_from_alert,
+    decide_rollback,
+)
+from rollback_webhook.metrics import WebhookMetrics
+from rollback_webhook.payload import Alert, AlertmanagerPayload
+from rollback_webhook.policy import RollbackPolicy
+from rollback_webhook.store import DecisionRecord, DecisionStore, NewDecision, StoreTransaction
+
+log = logging.getLogger("rollback_webhook")
+MAX_QUARANTINE_REASON_CHARS = 500
+
+# The registry re-checks the target when it acts; a refusal then means the world changed between
+# reading and acting (another rollback or promotion won the race).
+REFUSAL_OUTCOMES = {
+    "no_production": Outcome.NO_PRODUCTION,
+    "production_changed": Outcome.NOT_PRODUCTION,
+    "same_version": Outcome.NOT_PRODUCTION,
+    "no_previous": Outcome.NO_PREVIOUS,
+    "target_missing": Outcome.PREVIOUS_MISSING,
+    "target_quarantined": Outcome.PREVIOUS_QUARANTINED,
+}
+
+
+class RegistryUnreachable(Exception):
+    """The registry could not be reached or failed; nothing was recorded and a retry is useful."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class AlertResult:
+    """The answer about one alert of a delivery."""
+
+    record: DecisionRecord
+    decision: str  # the record's decision, or "duplicate"
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.record
+        return {
+            "decision": self.decision, "reason": self.reason, "incident_key": r.incident_key,
+            "alertname": r.alertname, "status": r.alert_status, "model_name": r.model_name,
+            "model_version": r.model_version, "from_version": r.from_version, "to_version": r.to_version,
+            "decided_at": r.to_dict()["decided_at"], "recorded_decision": r.decision, "deliveries": r.deliveries,
+        }
+
+
+class RollbackService:
+    def __init__(self, *, model_name: str, policy: RollbackPolicy, registry: RegistryPort, store: DecisionStore,
+                 metrics: WebhookMetrics, reloader: Reloader, clock: Callable[[], datetime] = utc_now) -> None:
+        self.model_name = model_name
+        self.policy = policy
+        self.registry = registry
+        self.store = store
+        self.metrics = metrics
+        self.reloader = reloader
+        self.clock = clock
+        self._lock = threading.Lock()
+
+    def handle(self, payload: AlertmanagerPayload) -> list[AlertResult]:
+        """Decide every alert of the delivery in order. Raises ``RegistryUnreachable`` at the first
+        alert that needs an unreachable registry (alerts decided before it stay decided)."""
+        if payload.truncated_alerts:
+            log.warning("Alertmanager truncated the delivery; the missing alerts cannot be decided",
+                        extra={"truncated_alerts": payload.truncated_alerts, "receiver": payload.receiver})
+        return [self.handle_alert(alert, payload) for alert in payload.alerts]
+
+    def handle_alert(self, alert: Alert, payload: AlertmanagerPayload) -> AlertResult:
+        try:
+            with self._lock:
+                result = self._decide_once(alert, payload)
+        except RegistryUnreachable:
+            self.metrics.count_decision(REGISTRY_UNAVAILABLE)
+            raise
+        except Exception:
+            self.metrics.count_decision(ERROR)
+            log.exception("deciding an alert failed", extra={"incident_key": alert.incident_key})
+            raise
+        self.metrics.count_decision(result.decision)
+        record = result.record
+        if result.decision == Outcome.ROLLED_BACK:
+            assert record.from_version is not None and record.to_version is not None
+            self.metrics.count_rollback(record.from_version, record.to_version, record.alertname,
+                                        datetime.fromtimestamp(record.decided_at, tz=UTC))
+            self._reload_serving(record)
+        level = logging.WARNING if result.decision == Outcome.ROLLED_BACK else logging.INFO
+        log.log(level, result.reason, extra={"decision": result.decision, "incident_key": record.incident_key,
+                                             "deliveries": record.deliveries})
+        return result
+
+    # ------------------------------------------------------------------ inside the lock
+    def _decide_once(self, alert: Alert, payload: AlertmanagerPayload) -> AlertResult:
+        key = alert.incident_key
+        now = self.clock()
+        with self.store.transaction() as tx:
+            existing = tx.find(key, alert.status)
+            if existing is not None:
+                tx.count_delivery(existing.id, now)
+                counted = replace(existing, deliveries=existing.deliveries + 1, last_delivery_at=now.timestamp())
+                return AlertResult(counted, DUPLICATE,
+                                   f"incident already decided at {counted.to_dict()['decided_at']}: {existing.decision}"
+                                   f" ({existing.reason}); delivery {counted.deliveries}")
+            decision = self._decide(alert, tx, now)
+            if decision.rolls_back:
+                decision = self._roll_back(alert, decision)
+            record = tx.insert(NewDecision(
+                incident_key=key, alert_status=alert.status, decision=decision.outcome.value, reason=decision.reason,
+                decided_at=now, alertname=alert.alertname, model_name=alert.model_name,
+                model_version=alert.model_version, starts_at=alert.starts_at.isoformat(),
+                fingerprint=alert.fingerprint, from_version=decision.from_version, to_version=decision.to_version,
+                receiver=payload.receiver, group_key=payload.group_key,
+            ))
+        return AlertResult(record, record.decision, record.reason)
+
+    def _decide(self, alert: Alert, tx: StoreTransaction, now: datetime) -> RollbackDecision:
+        early = decide_from_alert(alert, self.model_name, self.policy)
+        if early is not None:
+            return early
+        rule = self.policy.rule_for(alert.alertname)
+        lookback = max(self.policy.max_rollbacks_window_seconds, rule.cooldown_seconds)
+        recent = tx.rollback_times(self.model_name, now - timedelta(seconds=lookback))
+        try:
+            versions = read_versions(self.registry, alert.model_version)
+            state = RegistryState(model_name=self.model_name, production=versions.production,
+                                  previous=versions.previous, alerted=versions.alerted, recent_rollbacks=recent)
+            decision = decide_rollback(alert, state, now, self.policy)
+            # Loading a model is the slow check: only when everything else says roll back.
+            if decision.would_roll_back and decision.to_version is not None:
+                error = load_error(self.registry, decision.to_version)
+                if error is not None:
+                    decision = decide_rollback(alert, replace(state, previous_load_error=error), now, self.policy)
+        except RegistryError as exc:
+            raise RegistryUnreachable(str(exc)) from exc
+        return decision
+
+    def _roll_back(self, alert: Alert, decision: RollbackDecision) -> RollbackDecision:
+        summary = alert.annotations.get("summary", "")
+        reason = f"{alert.alertname} firing on v{decision.from_version} since {alert.starts_at.isoformat()}"
+        if summary:
+            reason += f": {summary}"
+        try:
+            result = self.registry.rollback(
+                to=decision.to_version, reason=reason[:MAX_QUARANTINE_REASON_CHARS], actor=ACTOR,
+                alertname=alert.alertname, expected_current=decision.from_version)
+        except RollbackRefused as exc:
+            outcome = REFUSAL_OUTCOMES.get(exc.code, Outcome.NOT_PRODUCTION)
+            return RollbackDecision(outcome, f"the registry refused the rollback ({exc.code}): {exc}",
+                                    from_version=decision.from_version, to_version=decision.to_version)
+        except VersionNotFound as exc:
+            return RollbackDecision(Outcome.NO_PRODUCTION, f"the registry refused the rollback: {exc}",
+                                    from_version=decision.from_version, to_version=decision.to_version)
+        except RegistryError as exc:
+            raise RegistryUnreachable(str(exc)) from exc
+        return RollbackDecision(
+            Outcome.ROLLED_BACK,
+            f"{alert.alertname} on v{result.from_version}: rolled back to v{result.to_version}; "
+            f"v{result.from_version} quarantined",
+            from_version=result.from_version, to_version=result.to_version)
+
+    # ------------------------------------------------------------------ after the commit
+    def _reload_serving(self, record: DecisionRecord) -> None:
+        try:
+            reloads = self.reloader.reload_all()
+        except Exception:  # best effort: serving polls anyway
+            log.exception("telling serving to reload failed")
+            return
+        for entry in reloads:
+            self.metrics.reloads.labels(str(entry.get("result", "failure"))).inc()
+        if reloads:
+            self.store.set_reloads(record.id, reloads)

@@ -1,0 +1,159 @@
+"""Settings of the rollback webhook. Only ``__main__`` reads the environment; tests pass values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model_registry import RegistrySettings
+from rollback_webhook.policy import AlertPolicy, RollbackPolicy, load_alert_policies
+
+MIN_TOKEN_CHARS = 16
+PLACEHOLDER_PREFIX = "replace-me"
+GENERATE_HINT = "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+
+
+def _env(*names: str) -> AliasChoices:
+    """Accept the environment name(s) and the field name (so tests can pass ``port=...``)."""
+    return AliasChoices(*names)
+
+
+def _names(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class WebhookSettings(BaseSettings):
+    """Everything ``python -m rollback_webhook`` can be told. Environment prefix: ``DRIFTWATCH_``."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTWATCH_", extra="ignore", populate_by_name=True)
+
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+
+    host: str = Field(default="127.0.0.1", validation_alias=_env("DRIFTWATCH_WEBHOOK_HOST", "host"))
+    port: int = Field(default=9102, ge=0, le=65535, validation_alias=_env("DRIFTWATCH_WEBHOOK_PORT", "port"))
+    token: SecretStr | None = Field(default=None, validation_alias=_env("DRIFTWATCH_WEBHOOK_TOKEN", "token"))
+    token_file: Path | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_WEBHOOK_TOKEN_FILE", "token_file"))
+    admin_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_ADMIN_TOKEN", "admin_token"),
+        description="Bearer token for serving's POST /admin/reload; without it serving follows on its poll.")
+    admin_token_file: Path | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_ADMIN_TOKEN_FILE", "admin_token_file"))
+    serving_urls: str = Field(
+        default="", validation_alias=_env("DRIFTWATCH_SERVING_URLS", "serving_urls"),
+        description="Comma-separated base URLs of serving instances told to reload after a rollback.")
+    reload_timeout_seconds: float = Field(
+        default=2.0, gt=0, le=60,
+        validation_alias=_env("DRIFTWATCH_WEBHOOK_RELOAD_TIMEOUT_SECONDS", "reload_timeout_seconds"))
+    store_path: Path | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_WEBHOOK_STORE", "store_path"),
+        description="SQLite file of decisions; default $DRIFTWATCH_HOME/rollback-webhook/decisions.db.")
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, validation_alias=_env("DRIFTWATCH_WEBHOOK_MAX_BODY_BYTES", "max_body_bytes"))
+
+    # The policy (see rollback_webhook/policy.py and docs/rollback_webhook.md).
+    rollback_alerts: str = Field(
+        default="HighErrorRate,HighLatency",
+        validation_alias=_env("DRIFTWATCH_WEBHOOK_ROLLBACK_ALERTS", "rollback_alerts"))
+    notify_alerts: str = Field(
+        default="", validation_alias=_env("DRIFTWATCH_WEBHOOK_NOTIFY_ALERTS", "notify_alerts"))
+    unknown_alerts: Literal["notify", "rollback"] = Field(
+        default="notify", validation_alias=_env("DRIFTWATCH_WEBHOOK_UNKNOWN_ALERTS", "unknown_alerts"))
+    cooldown_seconds: float = Field(
+        default=1800.0, ge=0, validation_alias=_env("DRIFTWATCH_WEBHOOK_COOLDOWN_SECONDS", "cooldown_seconds"))
+    floor_version: int | None = Field(
+        default=None, ge=1, validation_alias=_env("DRIFTWATCH_WEBHOOK_FLOOR_VERSION", "floor_version"))
+    max_rollbacks: int = Field(
+        default=3, ge=1, validation_alias=_env("DRIFTWATCH_WEBHOOK_MAX_ROLLBACKS", "max_rollbacks"))
+    max_rollbacks_window_seconds: float = Field(
+        default=86400.0, ge=0,
+        validation_alias=_env("DRIFTWATCH_WEBHOOK_MAX_ROLLBACKS_WINDOW_SECONDS", "max_rollbacks_window_seconds"))
+    dry_run: bool = Field(default=False, validation_alias=_env("DRIFTWATCH_WEBHOOK_DRY_RUN", "dry_run"))
+    policy_file: Path | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_WEBHOOK_POLICY_FILE", "policy_file"),
+        description="YAML file with per-alert entries (action, cooldown_seconds, dry_run).")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", validation_alias=_env("DRIFTWATCH_LOG_LEVEL", "log_level"))
+
+    @field_validator("serving_urls")
+    @classmethod
+    def _urls_are_http(cls, value: str) -> str:
+        for url in _names(value):
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"DRIFTWATCH_SERVING_URLS: {url!r} is not an http(s) URL "
+                                 "(e.g. http://127.0.0.1:8000)")
+        return value
+
+    @model_validator(mode="after")
+    def _tokens_are_safe(self) -> WebhookSettings:
+        _check_secret("DRIFTWATCH_WEBHOOK_TOKEN", self.token, self.token_file, required=True)
+        _check_secret("DRIFTWATCH_ADMIN_TOKEN", self.admin_token, self.admin_token_file, required=False)
+        overlap = set(_names(self.rollback_alerts)) & set(_names(self.notify_alerts))
+        if overlap:
+            raise ValueError(f"alert(s) {sorted(overlap)} are in both DRIFTWATCH_WEBHOOK_ROLLBACK_ALERTS and "
+                             "DRIFTWATCH_WEBHOOK_NOTIFY_ALERTS; keep each in one list")
+        if self.policy_file is not None:
+            load_alert_policies(self.policy_file)  # fail at start-up, naming the problem
+        return self
+
+    def resolved_token(self) -> str:
+        token = _read_secret(self.token, self.token_file)
+        assert token is not None  # the validator requires one
+        return token
+
+    def resolved_admin_token(self) -> str | None:
+        return _read_secret(self.admin_token, self.admin_token_file)
+
+    @property
+    def serving_url_list(self) -> list[str]:
+        return [url.rstrip("/") for url in _names(self.serving_urls)]
+
+    @property
+    def resolved_store_path(self) -> Path:
+        path = self.store_path or self.registry.resolved_home / "rollback-webhook" / "decisions.db"
+        return path.expanduser().resolve()
+
+    @property
+    def model_name(self) -> str:
+        return self.registry.model_name
+
+    def policy(self) -> RollbackPolicy:
+        """The policy: the alert lists and global knobs, with the policy file's entries on top."""
+        alerts: dict[str, AlertPolicy] = {name: AlertPolicy(action="rollback") for name in _names(self.rollback_alerts)}
+        alerts.update({name: AlertPolicy(action="notify") for name in _names(self.notify_alerts)})
+        if self.policy_file is not None:
+            alerts.update(load_alert_policies(self.policy_file))
+        return RollbackPolicy(
+            alerts=alerts, unknown_alerts=self.unknown_alerts, cooldown_seconds=self.cooldown_seconds,
+            floor_version=self.floor_version, max_rollbacks=self.max_rollbacks,
+            max_rollbacks_window_seconds=self.max_rollbacks_window_seconds, dry_run=self.dry_run,
+        )
+
+
+def _read_secret(value: SecretStr | None, path: Path | None) -> str | None:
+    if value is not None:
+        return value.get_secret_value().strip()
+    if path is not None:
+        return path.read_text().strip()
+    return None
+
+
+def _check_secret(name: str, value: SecretStr | None, path: Path | None, *, required: bool) -> None:
+    if value is not None and path is not None:
+        raise ValueError(f"set {name} or {name}_FILE, not both")
+    if path is not None and not path.is_file():
+        raise ValueError(f"{name}_FILE {path} does not exist or is not a file")
+    secret = _read_secret(value, path)
+    if secret is None:
+        if required:
+            raise ValueError(f"{name} (or {name}_FILE) is required: it is the bearer token callers must send; "
+                             f"{GENERATE_HINT}")
+        return
+    if len(secret) < MIN_TOKEN_CHARS:
+        raise ValueError(f"{name} must have at least {MIN_TOKEN_CHARS} characters; {GENERATE_HINT}")
+    if secret.startswith(PLACEHOLDER_PREFIX):
+        raise ValueError(f"{name} is still the placeholder from .env.example; {GENERATE_HINT}")
