@@ -70,8 +70,8 @@ def prepare_reference(data: ReferenceData, *, model_name: str, version: str, psi
                                             psi_bins=psi_bins)
         else:
             kinds[name] = "categorical"
-            categorical[name] = prepare_categorical((normalize_category(v) for v in column.tolist()),
-                                                    max_categories=max_categories)
+            categorical[name] = prepare_categorical((), max_categories=max_categories,
+                                                    counted=column.value_counts(dropna=False).to_dict())
     predictions = data.predictions
     label = "class_name" if "class_name" in predictions else "class_id"
     classes = prepare_categorical((normalize_category(v) for v in predictions[label].tolist())

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -114,16 +114,19 @@ def prepare_numeric(values: npt.ArrayLike, *, psi_bins: int = 10) -> NumericRefe
     )
 
 
-def prepare_categorical(values: Iterable[str | None], *,
-                        max_categories: int = DEFAULT_MAX_CATEGORIES) -> CategoricalReference:
-    """Count reference categories; ``None`` is missing. Values must already be normalised strings."""
+def prepare_categorical(values: Iterable[str | None], *, max_categories: int = DEFAULT_MAX_CATEGORIES,
+                        counted: Mapping[object, int] | None = None) -> CategoricalReference:
+    """Count reference categories; ``None`` is missing. ``values`` must be normalised strings; or pass
+    ``counted`` (raw value -> count, e.g. pandas ``value_counts(dropna=False)``), normalised here."""
     counts: Counter[str] = Counter()
     missing = 0
-    for value in values:
+    pairs = ((normalize_category(k), int(v)) for k, v in counted.items()) if counted is not None else (
+        (value, 1) for value in values)
+    for value, count in pairs:
         if value is None:
-            missing += 1
+            missing += count
         else:
-            counts[value] += 1
+            counts[value] += count
     ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     kept = tuple(name for name, _ in ranked[:max_categories])
     return CategoricalReference(counts=dict(counts), kept=kept, missing=missing)

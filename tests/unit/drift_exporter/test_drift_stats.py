@@ -281,3 +281,10 @@ def test_categorical_values_equal_evidentlys_including_unseen_categories() -> No
     assert method == "Jensen-Shannon distance"
     counts_l, _ = count_categories(prepare_categorical(large_ref["c"].tolist()), large_cur["c"].tolist())
     assert jensenshannon_distance(*counts_l.shares()) == pytest.approx(value, abs=TOLERANCE)
+
+
+def test_reference_categories_counted_by_pandas_are_normalised_and_missing_is_counted_apart() -> None:
+    column = pd.Series([1, 1.0, "1", None, float("nan"), "b"], dtype="object")
+    prepared = prepare_categorical((), counted=column.value_counts(dropna=False).to_dict())
+    assert prepared.counts == {"1": 3, "b": 1}
+    assert prepared.missing == 2 and prepared.missing_share == pytest.approx(2 / 6)
