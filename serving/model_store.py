@@ -152,6 +152,11 @@ class ModelCache:
             shutil.rmtree(tmp, ignore_errors=True)
         return final
 
+    def discard(self, version: str) -> None:
+        """Forget a copy that did not load (unless it is the last good one)."""
+        if version != self.last_good():
+            shutil.rmtree(self.version_dir(version), ignore_errors=True)
+
     def info(self, version: str) -> VersionInfo:
         return _info_from_json(json.loads((self.version_dir(version) / COMPLETE_MARKER).read_text()))
 
@@ -338,6 +343,7 @@ class ModelStore:
             unavailable = isinstance(exc, RegistryUnavailable)
             if unavailable:
                 self.registry_reachable = False
+            self.cache.discard(info.version)  # the next attempt downloads it afresh
             delay = min(self.settings.poll_interval_seconds * 2 ** failures, MAX_RETRY_SECONDS)
             self._failed[info.version] = (failures + 1, time.time() + delay)
             self.last_error = f"loading v{info.version} failed: {type(exc).__name__}: {exc}"

@@ -36,12 +36,14 @@ _second_cache: tuple[int, str] = (-1, "")
 def format_timestamp(epoch: float) -> str:
     """``2026-01-01T12:00:00.123Z`` (UTC, milliseconds); the seconds part is cached (it is the slow part)."""
     global _second_cache
-    second = int(epoch)
+    # Milliseconds, truncated; the microsecond added absorbs float error (1767268800.123 is stored as ...122999).
+    millis = int(epoch * 1000 + 0.001)
+    second, fraction = divmod(millis, 1000)
     cached_second, prefix = _second_cache
     if second != cached_second:
         prefix = datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
         _second_cache = (second, prefix)
-    return f"{prefix}.{int((epoch - second) * 1000):03d}Z"
+    return f"{prefix}.{fraction:03d}Z"
 
 
 def encode_batch(batch: Batch) -> bytes:

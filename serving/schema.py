@@ -353,8 +353,9 @@ def features_from_signature(signature: Any) -> list[FeatureSpec]:
     for col in inputs.inputs:
         kind = getattr(getattr(col, "type", None), "name", None)
         if kind not in SUPPORTED_KINDS:
-            raise UnsupportedSignature(f"input {col.name!r} has type {getattr(col, 'type', '?')}, which the service "
-                                       f"does not serve (supported: {', '.join(sorted(SUPPORTED_KINDS))})")
+            shown = kind or getattr(col, "type", "?")
+            raise UnsupportedSignature(f"input {col.name!r} has type {shown}, which the service does not serve "
+                                       f"(supported: {', '.join(sorted(SUPPORTED_KINDS))})")
         specs.append(FeatureSpec(name=str(col.name), kind=kind, required=bool(getattr(col, "required", True))))
     return specs
 
