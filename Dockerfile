@@ -23,9 +23,9 @@ WORKDIR /src
 # Dependencies first, in their own layer: it is rebuilt only when pyproject.toml changes, not on
 # every code change (the empty packages only let setuptools resolve the project).
 COPY pyproject.toml README.md ./
-RUN mkdir serving drift_exporter rollback_webhook model_registry driftwatch \
+RUN mkdir serving drift_exporter rollback_webhook model_registry driftwatch monitoring \
     && touch serving/__init__.py drift_exporter/__init__.py rollback_webhook/__init__.py \
-             model_registry/__init__.py driftwatch/__init__.py \
+             model_registry/__init__.py driftwatch/__init__.py monitoring/__init__.py \
     && pip install --no-cache-dir . \
     && pip uninstall --yes driftwatch
 
@@ -34,6 +34,7 @@ COPY drift_exporter/ drift_exporter/
 COPY rollback_webhook/ rollback_webhook/
 COPY model_registry/ model_registry/
 COPY driftwatch/ driftwatch/
+COPY monitoring/ monitoring/
 # pip compiles the bytecode now: the services run as a user who cannot write to /opt/venv, and
 # MLflow, scikit-learn and SciPy would otherwise be compiled again at every start.
 RUN pip install --no-cache-dir --no-deps .

@@ -139,7 +139,7 @@ def test_every_copied_path_exists_and_reaches_the_build_context(dockerfile: list
 
 @pytest.mark.parametrize("path", [".env", "secrets/token.secret", ".git/config", ".venv/bin/python",
                                   ".driftwatch/mlflow.db", "tests/conftest.py", "serving/__pycache__/app.cpython-311.pyc",
-                                  "monitoring/alertmanager/alertmanager.yml"])
+                                  "deploy/monitoring/prometheus.yml", "benchmarks/bench_recovery.py"])
 def test_dockerignore_keeps_secrets_and_local_state_out_of_the_build_context(path: str) -> None:
     assert dockerignore_excludes(dockerignore_patterns(DOCKERIGNORE), path)
 
