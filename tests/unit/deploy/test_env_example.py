@@ -17,6 +17,15 @@ def test_secret_variables_are_placeholders_not_real_values(env_example: dict[str
         assert env_example[name].startswith("replace-me"), f"{name} must be a placeholder in .env.example"
 
 
+def test_the_webhook_refuses_to_start_with_the_placeholder_token(env_example: dict[str, str]) -> None:
+    from pydantic import ValidationError
+
+    from rollback_webhook.settings import WebhookSettings
+
+    with pytest.raises(ValidationError, match="placeholder"):
+        WebhookSettings(token=env_example["DRIFTWATCH_WEBHOOK_TOKEN"])
+
+
 def test_the_slack_url_defaults_to_the_local_sink_not_a_real_workspace(env_example: dict[str, str],
                                                                        compose: Compose) -> None:
     url = env_example["DRIFTWATCH_SLACK_WEBHOOK_URL"]
