@@ -51,7 +51,7 @@ def create_app(settings: DriftExporterSettings, *, registry: CollectorRegistry |
             scheduler.start()
             log.info("drift exporter watching %s: log folder %s, a check every %.0f s, window %d rows "
                      "(at least %d for a verdict)", settings.model_name, settings.resolved_log_dir,
-                     settings.interval_seconds, settings.window_rows, settings.min_window_rows)
+                     settings.interval_seconds, settings.window_rows, settings.effective_min_window_rows)
         app.state.scheduler = scheduler
         try:
             yield

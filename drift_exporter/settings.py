@@ -43,9 +43,10 @@ class DriftExporterSettings(BaseSettings):
         validation_alias=_env("DRIFTWATCH_DRIFT_WINDOW_MAX_AGE_SECONDS", "window_max_age_seconds"),
         description="Rows older than this are left out of the window (0: no age limit).",
     )
-    min_window_rows: int = Field(
-        default=500, ge=1, validation_alias=_env("DRIFTWATCH_DRIFT_MIN_WINDOW_ROWS", "min_window_rows"),
-        description="Below this many rows no verdict is published (the row count still is).",
+    min_window_rows: int | None = Field(
+        default=None, ge=1, validation_alias=_env("DRIFTWATCH_DRIFT_MIN_WINDOW_ROWS", "min_window_rows"),
+        description="Below this many rows no verdict is published (the row count still is); default: the "
+                    "window size, so verdicts come from full windows only.",
     )
     p_value_threshold: float = Field(
         default=0.05, gt=0, lt=1, validation_alias=_env("DRIFTWATCH_DRIFT_P_VALUE_THRESHOLD", "p_value_threshold"),
@@ -89,12 +90,16 @@ class DriftExporterSettings(BaseSettings):
     @model_validator(mode="after")
     def _policy_is_valid(self) -> DriftExporterSettings:
         self.policy()  # raises with a sentence when a combination is unsafe
-        if self.min_window_rows > self.window_rows:
+        if self.min_window_rows is not None and self.min_window_rows > self.window_rows:
             raise ValueError(
                 f"DRIFTWATCH_DRIFT_MIN_WINDOW_ROWS ({self.min_window_rows}) is larger than "
                 f"DRIFTWATCH_DRIFT_WINDOW_ROWS ({self.window_rows}): no check could ever publish a verdict"
             )
         return self
+
+    @property
+    def effective_min_window_rows(self) -> int:
+        return self.min_window_rows if self.min_window_rows is not None else self.window_rows
 
     @property
     def model_name(self) -> str:
@@ -109,6 +114,6 @@ class DriftExporterSettings(BaseSettings):
         return DriftPolicy(
             p_value_threshold=self.p_value_threshold, distance_threshold=self.distance_threshold,
             drift_share=self.share_threshold, correction=self.multiple_testing,
-            min_window_rows=self.min_window_rows, numeric_method=self.numeric_method,
+            min_window_rows=self.effective_min_window_rows, numeric_method=self.numeric_method,
             categorical_method=self.categorical_method, chisquare=self.chisquare,
         )

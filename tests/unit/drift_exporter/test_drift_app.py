@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -285,7 +286,40 @@ def test_settings_come_from_the_environment_names_and_refuse_impossible_windows(
     settings = DriftExporterSettings()
     assert (settings.port, settings.interval_seconds, settings.multiple_testing) == (9999, 5.0, "bh")
     assert settings.resolved_log_dir == (tmp_path / "predictions").resolve()
+    # By default a verdict needs a full window.
+    assert settings.policy().min_window_rows == settings.window_rows == 1000
+    assert DriftExporterSettings(window_rows=300).policy().min_window_rows == 300
     with pytest.raises(ValueError, match="no check could ever publish a verdict"):
         DriftExporterSettings(window_rows=100, min_window_rows=200)
     with pytest.raises(ValueError):
         DriftExporterSettings(multiple_testing="holm")
+
+
+def test_logs_are_one_json_object_per_line() -> None:
+    import json
+    import logging
+
+    from drift_exporter.__main__ import JsonFormatter
+
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        record = logging.LogRecord("drift_exporter", logging.WARNING, __file__, 1, "check failed: %s", ("x",),
+                                   sys.exc_info())
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["level"] == "WARNING" and entry["message"] == "check failed: x"
+    assert entry["timestamp"].endswith("Z") and "RuntimeError: boom" in entry["exception"]
+
+
+def test_invalid_settings_stop_the_process_with_one_line_naming_the_setting(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from drift_exporter.__main__ import main
+
+    monkeypatch.setenv("DRIFTWATCH_HOME", str(tmp_path))
+    monkeypatch.setenv("DRIFTWATCH_DRIFT_WINDOW_ROWS", "many")
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("drift exporter: invalid settings:") and "DRIFTWATCH_DRIFT_WINDOW_ROWS" in error
+    assert len(error.splitlines()) == 1
