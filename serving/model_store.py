@@ -316,13 +316,18 @@ class ModelStore:
             info = self.source.production_version(with_metrics=False)
         except RegistryError as exc:
             unavailable = isinstance(exc, RegistryUnavailable)
+            error = f"registry check failed: {exc}"
+            # Once per outage at WARNING (the poll would repeat it every few seconds); the counter counts all.
+            repeated = error == self.last_error
             self.registry_reachable = not unavailable
-            self.last_error = f"registry check failed: {exc}"
+            self.last_error = error
             if self.metrics is not None:
                 self.metrics.poll_errors.inc()
-            logger.warning("model store: %s; still serving %s", self.last_error,
-                           f"v{serving}" if serving else "nothing")
+            logger.log(logging.DEBUG if repeated else logging.WARNING, "model store: %s; still serving %s", error,
+                       f"v{serving}" if serving else "nothing")
             return ReloadResult(False, serving, serving, self.production_version, self.last_error, unavailable), None
+        if self.registry_reachable is False:
+            logger.info("model store: the registry answers again")
         self.registry_reachable = True
         if info is None:
             self.production_version = None
