@@ -24,7 +24,7 @@ from rollback_webhook.actions import RegistryPort, Reloader, ServingReloader
 from rollback_webhook.decision import ALL_DECISION_LABELS
 from rollback_webhook.metrics import UNMATCHED_HANDLER, WebhookMetrics
 from rollback_webhook.payload import AlertmanagerPayload
-from rollback_webhook.service import RegistryUnreachable, RollbackService
+from rollback_webhook.service import RegistryUnreachable, RetryLater, RollbackService
 from rollback_webhook.settings import WebhookSettings
 from rollback_webhook.store import DecisionStore
 
@@ -134,6 +134,8 @@ def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None 
         except RegistryUnreachable as exc:
             return _problem(503, f"the model registry cannot be reached; retry later: {exc}",
                             **{"Retry-After": RETRY_AFTER_SECONDS})
+        except RetryLater as exc:
+            return _problem(503, str(exc), **{"Retry-After": RETRY_AFTER_SECONDS})
         body_out: dict[str, Any] = {"results": [r.to_dict() for r in results]}
         if payload.truncated_alerts:
             body_out["truncated_alerts"] = payload.truncated_alerts

@@ -12,9 +12,11 @@ outside the lock (best effort, it also polls).
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,8 +52,16 @@ REFUSAL_OUTCOMES = {
 }
 
 
-class RegistryUnreachable(Exception):
-    """The registry could not be reached or failed; nothing was recorded and a retry is useful."""
+class RetryLater(Exception):
+    """Nothing was recorded and a retry is useful: the answer is 503."""
+
+
+class RegistryUnreachable(RetryLater):
+    """The registry could not be reached or failed."""
+
+
+class StoreBusy(RetryLater):
+    """Another webhook process held the decision store longer than the busy timeout."""
 
 
 def utc_now() -> datetime:
@@ -65,6 +75,7 @@ class AlertResult:
     record: DecisionRecord
     decision: str  # the record's decision, or "duplicate"
     reason: str
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step, for the log
 
     def to_dict(self) -> dict[str, Any]:
         r = self.record
@@ -89,20 +100,31 @@ class RollbackService:
         self._lock = threading.Lock()
 
     def handle(self, payload: AlertmanagerPayload) -> list[AlertResult]:
-        """Decide every alert of the delivery in order. Raises ``RegistryUnreachable`` at the first
-        alert that needs an unreachable registry (alerts decided before it stay decided)."""
+        """Decide every alert of the delivery in order. Raises ``RetryLater`` at the first alert that
+        needs an unreachable registry or finds the store busy (alerts decided before it stay decided)."""
         if payload.truncated_alerts:
             log.warning("Alertmanager truncated the delivery; the missing alerts cannot be decided",
                         extra={"truncated_alerts": payload.truncated_alerts, "receiver": payload.receiver})
         return [self.handle_alert(alert, payload) for alert in payload.alerts]
 
     def handle_alert(self, alert: Alert, payload: AlertmanagerPayload) -> AlertResult:
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
         try:
             with self._lock:
-                result = self._decide_once(alert, payload)
+                timings["wait"] = time.perf_counter() - started
+                result = self._decide_once(alert, payload, timings)
         except RegistryUnreachable:
             self.metrics.count_decision(REGISTRY_UNAVAILABLE)
             raise
+        except sqlite3.OperationalError as exc:
+            self.metrics.count_decision(ERROR)
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                log.exception("the decision store failed", extra={"incident_key": alert.incident_key})
+                raise
+            # Another process is deciding, slowly (a slow registry); its decision will be final.
+            log.warning("decision store busy", extra={"incident_key": alert.incident_key, "error": str(exc)})
+            raise StoreBusy(f"the decision store is busy ({exc}); retry later") from exc
         except Exception:
             self.metrics.count_decision(ERROR)
             log.exception("deciding an alert failed", extra={"incident_key": alert.incident_key})
@@ -113,14 +135,18 @@ class RollbackService:
             assert record.from_version is not None and record.to_version is not None
             self.metrics.count_rollback(record.from_version, record.to_version, record.alertname,
                                         datetime.fromtimestamp(record.decided_at, tz=UTC))
+            step = time.perf_counter()
             self._reload_serving(record)
+            timings["reload"] = time.perf_counter() - step
+        timings["total"] = time.perf_counter() - started
         level = logging.WARNING if result.decision == Outcome.ROLLED_BACK else logging.INFO
-        log.log(level, result.reason, extra={"decision": result.decision, "incident_key": record.incident_key,
-                                             "deliveries": record.deliveries})
-        return result
+        log.log(level, result.reason, extra={
+            "decision": result.decision, "incident_key": record.incident_key, "deliveries": record.deliveries,
+            "seconds": {k: round(v, 4) for k, v in timings.items()}})
+        return replace(result, timings=timings)
 
     # ------------------------------------------------------------------ inside the lock
-    def _decide_once(self, alert: Alert, payload: AlertmanagerPayload) -> AlertResult:
+    def _decide_once(self, alert: Alert, payload: AlertmanagerPayload, timings: dict[str, float]) -> AlertResult:
         key = alert.incident_key
         now = self.clock()
         with self.store.transaction() as tx:
@@ -131,9 +157,11 @@ class RollbackService:
                 return AlertResult(counted, DUPLICATE,
                                    f"incident already decided at {counted.to_dict()['decided_at']}: {existing.decision}"
                                    f" ({existing.reason}); delivery {counted.deliveries}")
-            decision = self._decide(alert, tx, now)
+            decision = self._decide(alert, tx, now, timings)
             if decision.rolls_back:
+                step = time.perf_counter()
                 decision = self._roll_back(alert, decision)
+                timings["rollback"] = time.perf_counter() - step
             record = tx.insert(NewDecision(
                 incident_key=key, alert_status=alert.status, decision=decision.outcome.value, reason=decision.reason,
                 decided_at=now, alertname=alert.alertname, model_name=alert.model_name,
@@ -143,7 +171,8 @@ class RollbackService:
             ))
         return AlertResult(record, record.decision, record.reason)
 
-    def _decide(self, alert: Alert, tx: StoreTransaction, now: datetime) -> RollbackDecision:
+    def _decide(self, alert: Alert, tx: StoreTransaction, now: datetime,
+                timings: dict[str, float]) -> RollbackDecision:
         early = decide_from_alert(alert, self.model_name, self.policy)
         if early is not None:
             return early
@@ -151,13 +180,17 @@ class RollbackService:
         lookback = max(self.policy.max_rollbacks_window_seconds, rule.cooldown_seconds)
         recent = tx.rollback_times(self.model_name, now - timedelta(seconds=lookback))
         try:
+            step = time.perf_counter()
             versions = read_versions(self.registry, alert.model_version)
+            timings["read_registry"] = time.perf_counter() - step
             state = RegistryState(model_name=self.model_name, production=versions.production,
                                   previous=versions.previous, alerted=versions.alerted, recent_rollbacks=recent)
             decision = decide_rollback(alert, state, now, self.policy)
             # Loading a model is the slow check: only when everything else says roll back.
             if decision.would_roll_back and decision.to_version is not None:
+                step = time.perf_counter()
                 error = load_error(self.registry, decision.to_version)
+                timings["load_check"] = time.perf_counter() - step
                 if error is not None:
                     decision = decide_rollback(alert, replace(state, previous_load_error=error), now, self.policy)
         except RegistryError as exc:

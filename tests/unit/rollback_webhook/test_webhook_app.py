@@ -50,14 +50,15 @@ class Webhook:
         return list(body["decisions"])
 
 
-def build(tmp_path: Path, registry: FakeRegistry | None = None, **settings: Any) -> Webhook:
+def build(tmp_path: Path, registry: FakeRegistry | None = None, *, busy_timeout: float = 60.0,
+          **settings: Any) -> Webhook:
     values: dict[str, Any] = {"token": TOKEN, **settings}
     config = WebhookSettings(registry=RegistrySettings(home=tmp_path, model_name=MODEL), **values)
     metrics = CollectorRegistry()
     fake = registry or bad_release()
     reloader = RecordingReloader()
     store_path = tmp_path / "decisions.db"
-    app = create_app(config, registry=metrics, model_registry=fake, store=DecisionStore(store_path),
+    app = create_app(config, registry=metrics, model_registry=fake, store=DecisionStore(store_path, busy_timeout_seconds=busy_timeout),
                      reloader=reloader)
     return Webhook(TestClient(app), fake, metrics, reloader, store_path)
 
@@ -247,6 +248,16 @@ def test_an_unreachable_registry_is_503_and_the_retry_rolls_back(webhook: Webhoo
     (result,) = webhook.post(load_fixture("firing")).json()["results"]
     assert result["decision"] == "rolled_back" and result["deliveries"] == 1
     assert webhook.registry.production == "1"
+
+
+def test_a_store_held_too_long_by_another_process_is_503_and_the_retry_acts(tmp_path: Path) -> None:
+    hook = build(tmp_path, busy_timeout=0.2)
+    other_process = DecisionStore(hook.store_path)
+    with other_process.transaction():
+        response = hook.post(load_fixture("firing"))
+    assert response.status_code == 503 and "busy" in response.json()["detail"]
+    assert hook.registry.rollback_calls == []
+    assert hook.post(load_fixture("firing")).json()["results"][0]["decision"] == "rolled_back"
 
 
 def test_declines_that_need_no_registry_are_answered_while_it_is_down(webhook: Webhook) -> None:
