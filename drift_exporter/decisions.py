@@ -33,7 +33,7 @@ class DriftPolicy:
     distance_threshold: float = 0.1
     drift_share: float = 0.5
     correction: Correction = "bonferroni"
-    min_window_rows: int = 1000
+    min_window_rows: int = 2000
     numeric_method: Method | None = None  # None: Evidently's rule
     categorical_method: Method | None = None  # None: Evidently's rule
     # Where the rule picks chi-square: a test of homogeneity (default), or Evidently's goodness of fit.

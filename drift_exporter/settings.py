@@ -35,7 +35,7 @@ class DriftExporterSettings(BaseSettings):
         description="Time between two checks.",
     )
     window_rows: int = Field(
-        default=1000, ge=1, le=1_000_000, validation_alias=_env("DRIFTWATCH_DRIFT_WINDOW_ROWS", "window_rows"),
+        default=2000, ge=1, le=1_000_000, validation_alias=_env("DRIFTWATCH_DRIFT_WINDOW_ROWS", "window_rows"),
         description="The newest this many prediction rows form the window.",
     )
     window_max_age_seconds: float = Field(

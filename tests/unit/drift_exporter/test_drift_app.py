@@ -287,7 +287,7 @@ def test_settings_come_from_the_environment_names_and_refuse_impossible_windows(
     assert (settings.port, settings.interval_seconds, settings.multiple_testing) == (9999, 5.0, "bh")
     assert settings.resolved_log_dir == (tmp_path / "predictions").resolve()
     # By default a verdict needs a full window.
-    assert settings.policy().min_window_rows == settings.window_rows == 1000
+    assert settings.policy().min_window_rows == settings.window_rows == 2000
     assert DriftExporterSettings(window_rows=300).policy().min_window_rows == 300
     with pytest.raises(ValueError, match="no check could ever publish a verdict"):
         DriftExporterSettings(window_rows=100, min_window_rows=200)
