@@ -362,19 +362,22 @@ def overview_dashboard() -> dict[str, Any]:
                   mappings=value_mappings({0: ("down", "red"), 1: ("up", "green")}))),
         (10, Panel("timeseries", "Error ratio by version",
                    "Release errors over requests per version, 5-minute window (what HighErrorRate sees).",
-                   [target(f"sum by (model_version) (model_version:model_prediction_errors:rate5m{{{M}}})\n/\n"
-                           f"sum by (model_version) (model_version:model_prediction_requests:rate5m{{{M}}})",
+                   [target(f"sum by (model_version) (model_version:model_prediction_errors:rate5m{{{MV}}})\n/\n"
+                           f"sum by (model_version) (model_version:model_prediction_requests:rate5m{{{MV}}})",
                            "version {{model_version}}")], "percentunit",
                    threshold=[("green", None), ("red", ERROR_RATIO_SLA)], line=True)),
         (11, Panel("timeseries", "p95 latency by version",
                    "95th percentile prediction latency per version, 5-minute window (what HighLatency sees).",
-                   [target(f"max by (model_version) (model_version:model_prediction_duration_seconds:p95_5m{{{M}}})",
+                   [target(f"max by (model_version) (model_version:model_prediction_duration_seconds:p95_5m{{{MV}}})",
                            "version {{model_version}}")], "s",
                    threshold=[("green", None), ("red", LATENCY_SLA_SECONDS)], line=True)),
         (12, VERSION_SERVED),
     ]
     variables = [datasource_variable(),
-                 query_variable("model", "Model", "label_values(model_predictions_total, model_name)", multi=False)]
+                 query_variable("model", "Model", "label_values(model_predictions_total, model_name)", multi=False),
+                 query_variable("version", "Version",
+                                'label_values(model_predictions_total{model_name=~"$model"}, model_version)',
+                                multi=True)]
     return dashboard("driftwatch-overview", "Driftwatch / Alerts and rollbacks",
                      "What is firing, what was rolled back and why, and whether every process is up.",
                      variables, panels)

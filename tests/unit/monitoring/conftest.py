@@ -11,9 +11,6 @@ import pytest
 from monitoring.render import JOBS, RenderedConfig, render_stack_config
 from tests.support.procs import require_binary
 
-REPO = Path(__file__).resolve().parents[3]
-MONITORING = REPO / "monitoring"
-
 Render = Callable[..., RenderedConfig]
 
 

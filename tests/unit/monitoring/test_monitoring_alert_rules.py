@@ -5,47 +5,30 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import yaml
 
 from monitoring.contract import BUILTIN_SERIES, contract_series_names, recording_rule_names
 from monitoring.dashboards_check import load_dashboards
 from monitoring.promql import metric_names
 from monitoring.render import DEFAULT_GRAFANA_URL, RULE_FILES, RUNBOOK_PLACEHOLDER, RUNBOOKS
-from tests.unit.monitoring.conftest import MONITORING, run
+from tests.unit.monitoring.conftest import run
+from tests.unit.monitoring.monitoring_files import (
+    ALERT_RULES,
+    MONITORING,
+    PROMTOOL_TESTS,
+    RECORDING_RULES,
+    alert_cases,
+    alerts,
+    recordings,
+)
 
-ALERT_RULES = MONITORING / "alerts" / "driftwatch.rules.yml"
-RECORDING_RULES = MONITORING / "prometheus" / "recording.rules.yml"
-PROMTOOL_TESTS = sorted([*(MONITORING / "alerts" / "tests").glob("*.test.yml"),
-                         *(MONITORING / "prometheus" / "tests").glob("*.test.yml")])
 DESIGN_ALERTS = {"HighErrorRate", "HighLatency", "InstanceDown", "ModelNotLoaded", "FeatureDrift", "PredictionDrift",
                  "DriftCheckStale", "ModelRolledBack"}
 ROLLBACK_ALERTS = {"HighErrorRate", "HighLatency"}
 # Alertmanager's own counter: the only series outside the contract an alert reads.
 ALERTMANAGER_SERIES = {"alertmanager_notifications_failed_total"}
-
-
-def alerts() -> dict[str, dict[str, Any]]:
-    document = yaml.safe_load(ALERT_RULES.read_text())
-    return {r["alert"]: r for g in document["groups"] for r in g["rules"] if "alert" in r}
-
-
-def recordings() -> dict[str, dict[str, Any]]:
-    document = yaml.safe_load(RECORDING_RULES.read_text())
-    return {r["record"]: r for g in document["groups"] for r in g["rules"]}
-
-
-def alert_cases() -> dict[str, list[dict[str, Any]]]:
-    """alertname -> every alert_rule_test case of the promtool test files."""
-    cases: dict[str, list[dict[str, Any]]] = {}
-    for path in PROMTOOL_TESTS:
-        for test in yaml.safe_load(path.read_text())["tests"]:
-            for case in test.get("alert_rule_test") or []:
-                cases.setdefault(case["alertname"], []).append(case)
-    return cases
 
 
 def test_promtool_accepts_the_rule_files(promtool: str) -> None:
