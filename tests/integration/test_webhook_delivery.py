@@ -22,6 +22,7 @@ import pytest
 
 from model_registry import ModelRegistry, RegistrySettings
 from model_registry.training import train_and_register
+from monitoring.render import render_stack_config
 from tests.conftest import MlflowServer
 from tests.support.procs import free_port, require_binary, stop_process, wait_for_http
 
@@ -48,18 +49,24 @@ def wait_until(what: str, check: Callable[[], T | None], timeout: float = 30.0) 
 @dataclass
 class ReloadRecorder:
     url: str
-    calls: list[str] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)  # reloads, with their Authorization header
+    other_posts: list[str] = field(default_factory=list)  # Slack messages from Alertmanager
 
 
 @pytest.fixture(scope="module")
 def serving_stub() -> Iterator[ReloadRecorder]:
-    """Answers POST /admin/reload like serving does and records the Authorization header."""
+    """Answers POST /admin/reload like serving does (recording the Authorization header), and
+    stands in for Slack too (any other POST)."""
     recorder = ReloadRecorder(url="")
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            recorder.calls.append(f"{self.path} {self.headers.get('Authorization', '')}")
-            self.send_response(200 if self.path == "/admin/reload" else 404)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/admin/reload":
+                recorder.calls.append(f"{self.path} {self.headers.get('Authorization', '')}")
+            else:
+                recorder.other_posts.append(self.path)
+            self.send_response(200)
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"{}")
@@ -277,47 +284,28 @@ class Alertmanager:
         assert response.status_code == 200, response.text
 
 
-def alertmanager_config(webhook_url: str, token_file: Path) -> str:
-    # Routes as the project's config does for the webhook: rollback="true" goes to the webhook
-    # with a bearer credentials_file; everything else to a receiver that does nothing here.
-    return f"""
-route:
-  receiver: people
-  group_by: [alertname, model_name, model_version, instance]
-  group_wait: 1s
-  group_interval: 5s
-  repeat_interval: 1h
-  routes:
-    - receiver: rollback-webhook
-      matchers: ['rollback="true"']
-      continue: true
-receivers:
-  - name: people
-  - name: rollback-webhook
-    webhook_configs:
-      - url: {webhook_url}/alerts
-        send_resolved: true
-        http_config:
-          authorization:
-            type: Bearer
-            credentials_file: {token_file}
-"""
-
-
 @pytest.fixture(scope="module")
-def alertmanagers(webhooks: tuple[WebhookProcess, WebhookProcess],
+def alertmanagers(webhooks: tuple[WebhookProcess, WebhookProcess], serving_stub: ReloadRecorder,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Alertmanager, Alertmanager]]:
-    """Two independent Alertmanagers (no cluster: both deliver everything) routing to webhook a."""
+    """Two independent Alertmanagers (no cluster: both deliver everything) running the project's
+    configuration (monitoring/alertmanager/alertmanager.yml, rendered for demo timing) with the
+    rollback webhook at process a and Slack at the stand-in."""
     binary = require_binary("prometheus-alertmanager")
     root = tmp_path_factory.mktemp("alertmanagers")
     token_file = root / "webhook-token"
     token_file.write_text(TOKEN)
-    config = root / "alertmanager.yml"
-    config.write_text(alertmanager_config(webhooks[0].url, token_file))
+    ports = [free_port(), free_port()]
+    rendered = render_stack_config(
+        root / "config",
+        targets={job: [f"127.0.0.1:{free_port()}"] for job in
+                 ("serving", "drift_exporter", "rollback_webhook", "prometheus", "alertmanager")},
+        webhook_url=f"{webhooks[0].url}/alerts", webhook_token_file=token_file, slack_url_file=None,
+        slack_fallback_url=f"{serving_stub.url}/services/local-sink", grafana_url="http://127.0.0.1:3000",
+        alertmanager_url=f"http://127.0.0.1:{ports[0]}", timing="demo")
+    config = rendered.alertmanager
     started: list[Alertmanager] = []
     try:
-        for name in ("am1", "am2"):
-            port = free_port()
+        for name, port in zip(("am1", "am2"), ports, strict=True):
             log = root / f"{name}.log"
             with log.open("wb") as out:
                 proc = subprocess.Popen(
@@ -335,7 +323,8 @@ def alertmanagers(webhooks: tuple[WebhookProcess, WebhookProcess],
 
 def alert_labels(release: Release, instance: str) -> dict[str, str]:
     # A distinct instance per test: Alertmanager merges an alert with the same labels into the one
-    # it already has (keeping the first startsAt), which would hide the second incident.
+    # it already has (keeping the first startsAt), which would hide the second incident. The
+    # project's routes group by alertname, model and version, so both tests' alerts share a group.
     return {"alertname": "HighErrorRate", "model_name": MODEL, "model_version": release.bad, "rollback": "true",
             "severity": "critical", "job": "serving", "instance": instance}
 
@@ -352,6 +341,8 @@ def test_an_alert_routed_by_alertmanager_moves_production_back(
     record = assert_rolled_back_once(release, webhooks, key)
     assert record["receiver"] == "rollback-webhook" and record["deliveries"] == 1
     wait_until("the reload call", lambda: len(serving_stub.calls) > reloads_before)
+    # The same alert also reached people (the route continues to Slack).
+    wait_until("the Slack message", lambda: serving_stub.other_posts)
 
 
 def test_two_alertmanagers_delivering_the_same_alert_give_one_rollback(
