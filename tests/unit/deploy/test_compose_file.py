@@ -143,12 +143,23 @@ def test_third_party_images_are_pinned_to_a_version(compose: Compose) -> None:
 
 
 def test_the_compose_file_parses_with_a_yaml_1_2_reader_the_same_way() -> None:
-    # compose reads YAML 1.2 (0o400 is an octal number there); PyYAML reads 1.1. The check-jsonschema
+    # compose reads YAML 1.2 (0o444 is an octal number there); PyYAML reads 1.1. The check-jsonschema
     # loader (ruamel) is 1.2: both must accept the file.
     from ruamel.yaml import YAML
 
     data = YAML(typ="safe", pure=True).load(COMPOSE_FILE.read_text())
     assert schema_errors(data) == []
     modes = {x.get("mode") for s in data["services"].values() for x in s.get("secrets") or [] if isinstance(x, dict)}
-    assert modes == {0o400}
+    assert modes == {0o444}
     assert yaml.safe_load(COMPOSE_FILE.read_text())["name"] == data["name"] == "driftwatch"
+
+
+def test_secret_files_are_readable_by_the_service_whoever_compose_makes_the_owner(compose: Compose) -> None:
+    # Some compose releases ignore uid/gid for secrets from environment variables (root-owned file):
+    # the mode must let the service's non-root user read it either way.
+    mounts = [(name, s) for name in compose.services for s in compose.secrets(name)]
+    assert mounts
+    for name, secret in mounts:
+        mode = secret["mode"] if isinstance(secret["mode"], int) else int(str(secret["mode"]), 0)
+        assert mode & 0o444 == 0o444 and mode & 0o222 == 0, f"{name}: {secret}"
+        assert secret["uid"].isdigit() and secret["gid"].isdigit(), f"{name}: numeric owner expected"
