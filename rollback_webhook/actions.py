@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -88,20 +89,19 @@ class ServingReloader:
         if self.admin_token is None:
             return [{"url": url, "result": "skipped", "detail": "no admin token (DRIFTWATCH_ADMIN_TOKEN)"}
                     for url in self.urls]
-        results: list[dict[str, Any]] = []
         headers = {"Authorization": f"Bearer {self.admin_token}"}
-        with httpx.Client(timeout=self.timeout_seconds, transport=self.transport) as client:
-            for url in self.urls:
-                target = f"{url}/admin/reload"
-                try:
-                    response = client.post(target, headers=headers)
-                except httpx.HTTPError as exc:
-                    log.warning("serving reload failed", extra={"url": target, "error": repr(exc)})
-                    results.append({"url": url, "result": "failure", "detail": f"{type(exc).__name__}: {exc}"})
-                    continue
-                ok = response.is_success
-                if not ok:
-                    log.warning("serving reload refused", extra={"url": target, "status": response.status_code})
-                results.append({"url": url, "result": "success" if ok else "failure",
-                                "status": response.status_code})
-        return results
+        with httpx.Client(timeout=self.timeout_seconds, transport=self.transport) as client, \
+                ThreadPoolExecutor(max_workers=min(8, len(self.urls))) as pool:
+            return list(pool.map(lambda url: self._reload_one(client, url, headers), self.urls))
+
+    def _reload_one(self, client: httpx.Client, url: str, headers: dict[str, str]) -> dict[str, Any]:
+        target = f"{url}/admin/reload"
+        try:
+            response = client.post(target, headers=headers)
+        except httpx.HTTPError as exc:
+            log.warning("serving reload failed", extra={"url": target, "error": repr(exc)})
+            return {"url": url, "result": "failure", "detail": f"{type(exc).__name__}: {exc}"}
+        if not response.is_success:
+            log.warning("serving reload refused", extra={"url": target, "status": response.status_code})
+        return {"url": url, "result": "success" if response.is_success else "failure",
+                "status": response.status_code}

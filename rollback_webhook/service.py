@@ -89,13 +89,16 @@ class AlertResult:
 
 class RollbackService:
     def __init__(self, *, model_name: str, policy: RollbackPolicy, registry: RegistryPort, store: DecisionStore,
-                 metrics: WebhookMetrics, reloader: Reloader, clock: Callable[[], datetime] = utc_now) -> None:
+                 metrics: WebhookMetrics, reloader: Reloader, clock: Callable[[], datetime] = utc_now,
+                 reload_in_background: bool = True) -> None:
         self.model_name = model_name
         self.policy = policy
         self.registry = registry
         self.store = store
         self.metrics = metrics
         self.reloader = reloader
+        self.reload_in_background = reload_in_background
+        self._reload_threads: list[threading.Thread] = []
         self.clock = clock
         self._lock = threading.Lock()
 
@@ -135,9 +138,7 @@ class RollbackService:
             assert record.from_version is not None and record.to_version is not None
             self.metrics.count_rollback(record.from_version, record.to_version, record.alertname,
                                         datetime.fromtimestamp(record.decided_at, tz=UTC))
-            step = time.perf_counter()
-            self._reload_serving(record)
-            timings["reload"] = time.perf_counter() - step
+            self._start_reload(record)
         timings["total"] = time.perf_counter() - started
         level = logging.WARNING if result.decision == Outcome.ROLLED_BACK else logging.INFO
         log.log(level, result.reason, extra={
@@ -222,7 +223,23 @@ class RollbackService:
             from_version=result.from_version, to_version=result.to_version)
 
     # ------------------------------------------------------------------ after the commit
+    def _start_reload(self, record: DecisionRecord) -> None:
+        """Serving loads the model before it answers a reload, which can take longer than
+        Alertmanager waits for the webhook: the answer does not wait for it."""
+        if not self.reload_in_background:
+            self._reload_serving(record)
+            return
+        thread = threading.Thread(target=self._reload_serving, args=(record,), name="serving-reload", daemon=True)
+        self._reload_threads = [t for t in self._reload_threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def join_reloads(self, timeout: float | None = None) -> None:
+        """Wait for reloads started so far (tests, and a clean shutdown)."""
+        for thread in list(self._reload_threads):
+            thread.join(timeout)
+
     def _reload_serving(self, record: DecisionRecord) -> None:
+        started = time.perf_counter()
         try:
             reloads = self.reloader.reload_all()
         except Exception:  # best effort: serving polls anyway
@@ -232,3 +249,5 @@ class RollbackService:
             self.metrics.reloads.labels(str(entry.get("result", "failure"))).inc()
         if reloads:
             self.store.set_reloads(record.id, reloads)
+            log.info("serving told to reload", extra={"reloads": reloads, "incident_key": record.incident_key,
+                                                      "seconds": round(time.perf_counter() - started, 4)})

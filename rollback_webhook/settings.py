@@ -46,7 +46,8 @@ class WebhookSettings(BaseSettings):
         default="", validation_alias=_env("DRIFTWATCH_SERVING_URLS", "serving_urls"),
         description="Comma-separated base URLs of serving instances told to reload after a rollback.")
     reload_timeout_seconds: float = Field(
-        default=2.0, gt=0, le=60,
+        default=30.0, gt=0, le=600,
+        description="How long one serving instance may take to answer a reload (it loads the model first).",
         validation_alias=_env("DRIFTWATCH_WEBHOOK_RELOAD_TIMEOUT_SECONDS", "reload_timeout_seconds"))
     store_path: Path | None = Field(
         default=None, validation_alias=_env("DRIFTWATCH_WEBHOOK_STORE", "store_path"),

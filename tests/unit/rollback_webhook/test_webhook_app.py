@@ -4,6 +4,8 @@ registry (and the retry then acts), exactly-once per incident, /decisions, /metr
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ from model_registry import RegistrySettings
 from rollback_webhook.app import create_app
 from rollback_webhook.settings import WebhookSettings
 from rollback_webhook.store import DecisionStore
+from tests.support.procs import require_binary
 from tests.unit.rollback_webhook.fakes import (
     MODEL,
     TOKEN,
@@ -45,7 +48,12 @@ class Webhook:
     def value(self, name: str, **labels: str) -> float:
         return self.metrics.get_sample_value(name, labels) or 0.0
 
+    def settle(self) -> None:
+        """Wait for the background reload calls."""
+        self.client.app.state.service.join_reloads(10)  # type: ignore[attr-defined]
+
     def decisions(self) -> list[dict[str, Any]]:
+        self.settle()
         body: dict[str, Any] = self.client.get("/decisions", headers=AUTH).json()
         return list(body["decisions"])
 
@@ -136,7 +144,9 @@ def test_a_firing_alert_on_production_rolls_back_quarantines_counts_and_reloads(
                          alertname="HighErrorRate") == 1
     assert webhook.value("rollback_webhook_decisions_total", decision="rolled_back") == 1
     assert webhook.value("model_last_rollback_timestamp_seconds", model_name=MODEL) > 0
+    webhook.settle()
     assert webhook.reloader.calls == 1
+    assert webhook.value("rollback_webhook_serving_reloads_total", result="success") == 1
     (record,) = webhook.decisions()
     assert record["reloads"] == [{"url": "http://serving.test", "result": "success", "status": 200}]
 
@@ -186,6 +196,7 @@ def test_dry_run_records_what_it_would_do_and_changes_nothing(tmp_path: Path) ->
     (result,) = hook.post(load_fixture("firing")).json()["results"]
     assert (result["decision"], result["to_version"]) == ("dry_run", "1")
     assert hook.registry.production == "2" and hook.registry.rollback_calls == []
+    hook.settle()
     assert hook.reloader.calls == 0
 
 
@@ -219,6 +230,7 @@ def test_redelivery_of_a_decided_incident_is_a_duplicate(webhook: Webhook) -> No
     (record,) = webhook.decisions()
     assert record["deliveries"] == 4
     assert webhook.value("rollback_webhook_decisions_total", decision="duplicate") == 3
+    webhook.settle()
     assert webhook.reloader.calls == 1
 
 
@@ -333,3 +345,32 @@ def test_responses_are_json_with_one_result_per_alert(webhook: Webhook) -> None:
     body = webhook.post(load_fixture("mixed")).json()
     assert json.loads(json.dumps(body)) == body
     assert {r["alertname"] for r in body["results"]} == {"HighErrorRate", "HighLatency", "FeatureDrift"}
+
+
+def test_the_answer_does_not_wait_for_slow_serving_reloads(tmp_path: Path) -> None:
+    release = threading.Event()
+
+    class SlowReloader(RecordingReloader):
+        def reload_all(self) -> list[dict[str, Any]]:
+            release.wait(10)  # serving loading a big model
+            return super().reload_all()
+
+    config = WebhookSettings(registry=RegistrySettings(home=tmp_path, model_name=MODEL), token=TOKEN)
+    reloader = SlowReloader()
+    app = create_app(config, registry=CollectorRegistry(), model_registry=bad_release(),
+                     store=DecisionStore(tmp_path / "d.db"), reloader=reloader)
+    client = TestClient(app)
+    response = client.post("/alerts", json=load_fixture("firing"), headers=AUTH)
+    assert response.json()["results"][0]["decision"] == "rolled_back"
+    assert reloader.calls == 0  # answered while serving is still reloading
+    release.set()
+    app.state.service.join_reloads(10)
+    assert reloader.calls == 1
+
+
+def test_metrics_pass_promtool_lint(webhook: Webhook) -> None:
+    promtool = require_binary("promtool")
+    webhook.post(load_fixture("firing"))
+    text = webhook.client.get("/metrics").text
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
