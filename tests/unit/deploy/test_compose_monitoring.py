@@ -220,3 +220,13 @@ def test_grafana_admin_password_comes_from_its_secret_file(compose: Compose) -> 
     env = compose.environment("grafana")
     assert "GF_SECURITY_ADMIN_PASSWORD" not in env
     assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] in secret_paths(compose, "grafana")
+
+
+@pytest.mark.parametrize(("service", "tool"), [("prometheus", "promtool"), ("alertmanager", "amtool")])
+def test_monitoring_images_are_the_versions_ci_checks_the_configs_with(compose: Compose, service: str,
+                                                                       tool: str) -> None:
+    output = subprocess.run([require_binary(tool), "--version"], capture_output=True, text=True, timeout=30,
+                            check=False)
+    match = re.search(r"version (\d+\.\d+\.\d+)", output.stdout + output.stderr)
+    assert match, output
+    assert compose.services[service]["image"].endswith(f":v{match.group(1)}")
