@@ -1,4 +1,4 @@
-"""Durations in Prometheus notation and the floor of the time to recover, read from rendered configs."""
+"""The floor of the time to recover, read from a rendered stack configuration."""
 
 from __future__ import annotations
 
@@ -9,22 +9,7 @@ from typing import Any
 
 import yaml
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Prometheus duration such as ``1m30s`` or ``500ms``."""
-    text = str(text).strip()
-    pos, total = 0, 0.0
-    for match in _PART.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"{text!r} is not a Prometheus duration (e.g. 30s, 1m30s, 500ms)")
-    return total
+from monitoring.durations import parse_duration
 
 
 def _rules(monitoring_dir: Path) -> Iterator[dict[str, Any]]:
