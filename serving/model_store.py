@@ -78,7 +78,7 @@ class LoadedModel:
     tags: dict[str, str]
     check: str
     path: Path
-    log_model: str = ""  # the prediction log's "model" object, as JSON
+    log_model: dict[str, str]  # the prediction log's "model" object
     series: ModelSeries | None = None
 
     def describe(self) -> dict[str, Any]:

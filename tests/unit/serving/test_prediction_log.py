@@ -7,16 +7,18 @@ import math
 import re
 import time
 from pathlib import Path
+from typing import Any
 
-from serving.prediction_log import Batch, PredictionLog, encode_batch, format_timestamp, model_json
+from serving.prediction_log import PredictionLog, encode_predictions, format_timestamp, model_json
 
 MODEL = model_json("iris-classifier", "3", "models:/iris-classifier@production")
 NAMES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 
 
-def batch(rows: int = 1, *, start: int = 0) -> Batch:
-    return (1767268800.123, MODEL, NAMES, [[5.1, 3.5, 1.4, 0.2]] * rows, [f"id{start + i:04d}" for i in range(rows)],
-            [0] * rows, ["setosa"] * rows, [0.97] * rows, 0.41)
+def encoded(rows: int = 1, *, start: int = 0, values: list[Any] | None = None) -> bytes:
+    return encode_predictions(1767268800.123, MODEL, NAMES, [values or [5.1, 3.5, 1.4, 0.2]] * rows,
+                              [f"id{start + i:04d}" for i in range(rows)], [0] * rows, ["setosa"] * rows,
+                              [0.97] * rows, 0.41)
 
 
 def lines(folder: Path) -> list[dict[str, object]]:
@@ -27,7 +29,7 @@ def lines(folder: Path) -> list[dict[str, object]]:
 
 
 def test_a_record_has_the_design_format() -> None:
-    record = json.loads(encode_batch(batch()))
+    record = json.loads(encoded())
     assert record == {
         "timestamp": "2026-01-01T12:00:00.123Z", "event": "prediction", "prediction_id": "id0000",
         "features": {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
@@ -37,16 +39,18 @@ def test_a_record_has_the_design_format() -> None:
     }
 
 
-def test_a_missing_optional_value_is_written_as_null() -> None:
-    ts, model, names, _, ids, cids, cnames, probs, latency = batch()
-    record = json.loads(encode_batch((ts, model, names, [[5.1, math.nan, 1.4, 0.2]], ids, cids, cnames, probs,
-                                      latency)))
-    assert record["features"]["sepal_width"] is None
+def test_a_batch_is_one_line_per_row_and_a_missing_value_is_null() -> None:
+    data = encoded(3, values=[5.1, math.nan, 1.4, 0.2])
+    records = [json.loads(line) for line in data.decode().splitlines()]
+    assert data.endswith(b"\n") and len(records) == 3
+    assert [r["prediction_id"] for r in records] == ["id0000", "id0001", "id0002"]
+    assert all(r["features"]["sepal_width"] is None for r in records)
 
 
 def test_timestamps_are_utc_with_milliseconds() -> None:
     assert format_timestamp(0.0) == "1970-01-01T00:00:00.000Z"
     assert format_timestamp(1767268800.9996) == "2026-01-01T12:00:00.999Z"
+    assert format_timestamp(1767268801.0) == "2026-01-01T12:00:01.000Z"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", format_timestamp(time.time()))
 
 
@@ -54,7 +58,7 @@ def test_every_prediction_is_a_line_after_close(tmp_path: Path) -> None:
     log = PredictionLog(tmp_path, "unit", max_bytes=10_000_000, backups=2, interval=0.01)
     log.start()
     for i in range(500):
-        log.append(batch(3, start=3 * i))
+        log.append(encoded(3, start=3 * i), 3)
     log.close()
     records = lines(tmp_path)
     assert len(records) == 1500
@@ -64,17 +68,18 @@ def test_every_prediction_is_a_line_after_close(tmp_path: Path) -> None:
 
 
 def test_files_rotate_by_size_and_only_the_newest_rotations_are_kept(tmp_path: Path) -> None:
-    one_line = len(encode_batch(batch()))
+    one_line = len(encoded())
     log = PredictionLog(tmp_path, "unit", max_bytes=10 * one_line, backups=2, interval=0.01)
     log.start()
     for i in range(45):
-        log.append(batch(1, start=i))
+        log.append(encoded(1, start=i), 1)
     log.close()
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["predictions-unit.jsonl", "predictions-unit.jsonl.1", "predictions-unit.jsonl.2"]
     for path in tmp_path.iterdir():
         assert path.stat().st_size <= 10 * one_line
-    newest_rotation = [json.loads(x)["prediction_id"] for x in (tmp_path / "predictions-unit.jsonl.1").read_text().splitlines()]
+    newest_rotation = [json.loads(x)["prediction_id"]
+                       for x in (tmp_path / "predictions-unit.jsonl.1").read_text().splitlines()]
     live = [json.loads(x)["prediction_id"] for x in (tmp_path / "predictions-unit.jsonl").read_text().splitlines()]
     assert live == [f"id{i:04d}" for i in range(40, 45)]
     assert newest_rotation == [f"id{i:04d}" for i in range(30, 40)]
@@ -84,7 +89,7 @@ def test_rows_beyond_the_queue_bound_are_dropped_and_counted_not_blocked(tmp_pat
     dropped: list[int] = []
     log = PredictionLog(tmp_path, "unit", max_bytes=10_000_000, backups=1, max_queue_rows=10, on_drop=dropped.append)
     for i in range(4):  # not started: nothing drains
-        log.append(batch(3, start=3 * i))
+        log.append(encoded(3, start=3 * i), 3)
     assert log.queued_rows == 9 and log.dropped_rows == 3 and dropped == [3]
     log.start()
     log.close()
@@ -95,6 +100,6 @@ def test_appending_to_an_existing_file_continues_it(tmp_path: Path) -> None:
     for _ in range(2):
         log = PredictionLog(tmp_path, "unit", max_bytes=10_000_000, backups=1)
         log.start()
-        log.append(batch(2))
+        log.append(encoded(2), 2)
         log.close()
     assert len(lines(tmp_path)) == 4
