@@ -10,6 +10,8 @@ from __future__ import annotations
 import hmac
 import logging
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import orjson
@@ -31,6 +33,7 @@ from rollback_webhook.store import DecisionStore
 log = logging.getLogger("rollback_webhook")
 RETRY_AFTER_SECONDS = "10"
 MAX_DECISIONS_LISTED = 1000
+SHUTDOWN_RELOAD_WAIT_SECONDS = 5.0
 
 
 class HttpMetricsMiddleware:
@@ -102,7 +105,13 @@ def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None 
         return _problem(401, "missing or wrong bearer token (Authorization: Bearer <DRIFTWATCH_WEBHOOK_TOKEN>)",
                         **{"WWW-Authenticate": "Bearer"})
 
-    app = FastAPI(title="Driftwatch rollback webhook")
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Let reload calls in flight finish (bounded): serving would pick the change up anyway.
+        await run_in_threadpool(service.join_reloads, SHUTDOWN_RELOAD_WAIT_SECONDS)
+
+    app = FastAPI(title="Driftwatch rollback webhook", lifespan=lifespan)
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     app.state.service = service
     app.state.metrics = metrics

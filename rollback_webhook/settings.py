@@ -77,6 +77,11 @@ class WebhookSettings(BaseSettings):
         default=None, validation_alias=_env("DRIFTWATCH_WEBHOOK_POLICY_FILE", "policy_file"),
         description="YAML file with per-alert entries (action, cooldown_seconds, dry_run).")
 
+    warm_up: bool = Field(
+        default=True, validation_alias=_env("DRIFTWATCH_WEBHOOK_WARM_UP", "warm_up"),
+        description="At start-up, load the production version once in the background so the first "
+                    "rollback's load check is fast.")
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", validation_alias=_env("DRIFTWATCH_LOG_LEVEL", "log_level"))
 
