@@ -248,6 +248,9 @@ class RollbackService:
         for entry in reloads:
             self.metrics.reloads.labels(str(entry.get("result", "failure"))).inc()
         if reloads:
-            self.store.set_reloads(record.id, reloads)
+            try:
+                self.store.set_reloads(record.id, reloads)
+            except sqlite3.Error:
+                log.exception("recording the reload results failed", extra={"incident_key": record.incident_key})
             log.info("serving told to reload", extra={"reloads": reloads, "incident_key": record.incident_key,
                                                       "seconds": round(time.perf_counter() - started, 4)})
