@@ -10,10 +10,10 @@ import threading
 import uvicorn
 from pydantic import ValidationError
 
+from driftwatch.logs import configure_logging
 from model_registry import ModelRegistry
 from model_registry.errors import RegistryError, RegistryUnavailable
 from rollback_webhook.app import create_app
-from rollback_webhook.logs import configure_logging
 from rollback_webhook.settings import WebhookSettings
 
 log = logging.getLogger("rollback_webhook")

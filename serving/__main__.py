@@ -8,8 +8,8 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
+from driftwatch.logs import configure_logging
 from serving.app import create_app
-from serving.logs import configure_logging
 from serving.settings import ServingSettings
 
 

@@ -299,7 +299,7 @@ def test_logs_are_one_json_object_per_line() -> None:
     import json
     import logging
 
-    from drift_exporter.__main__ import JsonFormatter
+    from driftwatch.logs import JsonFormatter
 
     try:
         raise RuntimeError("boom")

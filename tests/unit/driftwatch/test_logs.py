@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from serving.logs import JsonFormatter
+from driftwatch.logs import JsonFormatter
 
 
 def record(message: str, **extra: object) -> logging.LogRecord:

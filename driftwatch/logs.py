@@ -1,19 +1,20 @@
-"""Structured application logs: one JSON object per line on stderr."""
+"""Structured application logs shared by every Driftwatch service: one JSON object per line on stderr."""
 
 from __future__ import annotations
 
 import logging
 import sys
 import traceback
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from serving.prediction_log import format_timestamp
-
 # Attributes every LogRecord has, and uvicorn's terminal-colour duplicate of the message.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message", "asctime", "taskName", "color_message"}
+CHATTY = ("mlflow", "alembic", "urllib3", "httpx", "skl2onnx", "apscheduler")
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,7 +22,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "timestamp": format_timestamp(record.created),
+            "timestamp": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -34,8 +36,9 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure_logging(level: str) -> None:
-    """Send every logger (uvicorn's included) through one JSON handler on stderr."""
+def configure_logging(level: str = "INFO", *, quiet: Iterable[str] = CHATTY) -> None:
+    """Send every logger (uvicorn's included) through one JSON handler on stderr; libraries that are
+    chatty about things the services do on purpose log warnings only."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
@@ -47,6 +50,5 @@ def configure_logging(level: str) -> None:
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers.clear()
         uvicorn_logger.propagate = True
-    # MLflow and alembic are chatty at INFO about things the service does on purpose.
-    for name in ("mlflow", "alembic", "urllib3", "skl2onnx"):
+    for name in quiet:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
