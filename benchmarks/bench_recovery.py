@@ -12,8 +12,10 @@ Run: .venv/bin/python benchmarks/bench_recovery.py [--runs N]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -44,15 +46,25 @@ def one_run(home: Path) -> tuple[float, dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    if args.one:  # one run in a fresh process: MLflow keeps per-process state about its stores
+        with tempfile.TemporaryDirectory(prefix="driftwatch-bench-") as tmp:
+            seconds, floor = one_run(Path(tmp))
+        print("RESULT " + json.dumps({"seconds": seconds, "floor": floor}), flush=True)
+        return
     recoveries: list[float] = []
     floor: dict[str, float] = {}
     for i in range(args.runs):
-        with tempfile.TemporaryDirectory(prefix="driftwatch-bench-") as tmp:
-            seconds, floor = one_run(Path(tmp))
-            recoveries.append(seconds)
-            print(f"run {i + 1}: time_to_recover={seconds:.1f}s", flush=True)
+        done = subprocess.run([sys.executable, __file__, "--one"], capture_output=True, text=True, timeout=600)
+        line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if line is None:
+            raise SystemExit(f"run {i + 1} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        result = json.loads(line.removeprefix("RESULT "))
+        floor = result["floor"]
+        recoveries.append(result["seconds"])
+        print(f"run {i + 1}: time_to_recover={result['seconds']:.1f}s", flush=True)
     parts = " + ".join(f"{k} {v:g}s" for k, v in floor.items() if k != "total")
     median = statistics.median(recoveries)
     print(f"floor: {parts} = {floor['total']:.1f}s")
