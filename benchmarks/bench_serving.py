@@ -77,6 +77,7 @@ class Run:
     p99_ms: float
     non_2xx: int
     errors: int
+    cpu_us: float = 0.0  # server CPU time (user + system, all threads) per completed request
 
     def describe(self) -> str:
         return f"{self.rps:.0f} req/s (p50 {self.p50_ms:.2f} ms, p99 {self.p99_ms:.2f} ms)"
@@ -87,7 +88,13 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def wrk(url: str, body: str, work: Path, *, duration: int, rate: int | None = None) -> Run:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, body: str, work: Path, *, duration: int, rate: int | None = None, pid: int | None = None) -> Run:
     request = work / "request.lua"
     script = PACED_LUA if rate else ""
     script += (f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
@@ -96,32 +103,35 @@ def wrk(url: str, body: str, work: Path, *, duration: int, rate: int | None = No
     command = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{duration}s", "--latency", "-s", str(request), url]
     if rate:
         command += ["--", str(rate / THREADS)]
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
+    cpu = cpu_seconds(pid) - cpu_before if pid else 0.0
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     non_2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    return Run(requests, rps, p50, p99, non_2xx, errors)
+    return Run(requests, rps, p50, p99, non_2xx, errors, cpu / max(requests, 1) * 1e6)
 
 
 @contextmanager
-def server(name: str, command: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
+def server(name: str, command: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[int]:
     with log.open("wb") as out:
         proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_http(ready_url, timeout=240, proc=proc, log=log)
-        yield
+        yield proc.pid
     finally:
         # mlflow models serve runs uvicorn as a child: stop the whole session this benchmark started.
         try:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-        print(f"stopped {name}", file=sys.stderr)
+        except ProcessLookupError:
+            pass  # already gone
 
 
 def check_same_answers(mlflow_url: str, ours_url: str, rows: list[dict[str, float]]) -> int:
@@ -148,7 +158,7 @@ def check_same_answers(mlflow_url: str, ours_url: str, rows: list[dict[str, floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    parser.add_argument("--rounds", type=int, default=2, help="alternated on/off runs for the overhead figure")
+    parser.add_argument("--rounds", type=int, default=4, help="alternated on/off pairs for the overhead figure")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian package wrk)")
@@ -156,7 +166,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="driftwatch-bench-serving-") as tmp:
         work = Path(tmp)
         home = work / "home"
-        base_env = {**os.environ, "DRIFTWATCH_HOME": str(home), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        # mlflow models serve execs `uvicorn`: the virtualenv's bin folder must be on PATH.
+        path = f"{Path(py).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        base_env = {**os.environ, "PATH": path, "DRIFTWATCH_HOME": str(home), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
                     "PYTHONWARNINGS": "ignore"}
         base_env.pop("MLFLOW_TRACKING_URI", None)
         os.environ.update({k: v for k, v in base_env.items() if k.startswith(("DRIFTWATCH_", "MLFLOW_"))})
@@ -181,11 +193,11 @@ def main() -> None:
                     {**base_env, "MLFLOW_TRACKING_URI": tracking}, f"{mlflow_url}/ping", work / "mlflow.log"), \
              server("serving (metrics + log on)", [py, "-m", "serving"],
                     {**serving_env, "DRIFTWATCH_SERVING_PORT": str(ports["on"]), "DRIFTWATCH_SERVING_INSTANCE": "on"},
-                    f"{on_url}/health", work / "serving-on.log"), \
+                    f"{on_url}/health", work / "serving-on.log") as on_pid, \
              server("serving (metrics + log off)", [py, "-m", "serving"],
                     {**serving_env, "DRIFTWATCH_SERVING_PORT": str(ports["off"]), "DRIFTWATCH_SERVING_INSTANCE": "off",
                      "DRIFTWATCH_METRICS_ENABLED": "false", "DRIFTWATCH_PREDICTION_LOG_ENABLED": "false"},
-                    f"{off_url}/health", work / "serving-off.log"):
+                    f"{off_url}/health", work / "serving-off.log") as off_pid:
             checked = check_same_answers(mlflow_url, on_url, rows)
             backend = httpx.get(f"{on_url}/health").json()["inference_backend"]
             print(f"answers: /invocations identical to mlflow models serve on {checked} reference rows x 4 JSON "
@@ -193,24 +205,31 @@ def main() -> None:
 
             d = args.duration
             mlflow_sat = wrk(f"{mlflow_url}/invocations", split_body, work, duration=d)
-            predict_sat = wrk(f"{on_url}/predict", predict_body, work, duration=d)
+            predict_sat = wrk(f"{on_url}/predict", predict_body, work, duration=d, pid=on_pid)
             invocations_sat = wrk(f"{on_url}/invocations", split_body, work, duration=d)
             mlflow_paced = wrk(f"{mlflow_url}/invocations", split_body, work, duration=d, rate=RATE)
             predict_paced = wrk(f"{on_url}/predict", predict_body, work, duration=d, rate=RATE)
-            on_runs, off_runs = [predict_sat], []
+            # Pairs of runs, the order alternating (on/off, off/on, ...), so that drift in what else
+            # the machine does falls on both sides; the figure is the median of the pairs.
+            on_runs, off_runs = [], []
             for i in range(args.rounds):
-                off_runs.append(wrk(f"{off_url}/predict", predict_body, work, duration=d))
-                if i < args.rounds - 1:
-                    on_runs.append(wrk(f"{on_url}/predict", predict_body, work, duration=d))
+                order = [("on", on_url, on_pid), ("off", off_url, off_pid)]
+                for label, url, pid in order if i % 2 == 0 else order[::-1]:
+                    run = wrk(f"{url}/predict", predict_body, work, duration=d, pid=pid)
+                    (on_runs if label == "on" else off_runs).append(run)
 
         # Counted after the graceful stop, which flushes the log; the answer check made 5 x len(rows) predictions.
         logged = sum(sum(1 for _ in path.open("rb")) for path in (home / "predictions").glob("predictions-on.jsonl*"))
-        answered = 5 * len(rows) + sum(r.requests - r.non_2xx for r in (invocations_sat, predict_paced, *on_runs))
+        answered = 5 * len(rows) + sum(r.requests - r.non_2xx
+                                       for r in (predict_sat, invocations_sat, predict_paced, *on_runs))
         runs = [mlflow_sat, predict_sat, invocations_sat, mlflow_paced, predict_paced, *on_runs, *off_runs]
         bad = sum(r.non_2xx + r.errors for r in runs)
-        on_rps = statistics.mean(r.rps for r in on_runs)
-        off_rps = statistics.mean(r.rps for r in off_runs)
-        cost = 1 - on_rps / off_rps
+        on_rps = statistics.median(r.rps for r in on_runs)
+        off_rps = statistics.median(r.rps for r in off_runs)
+        cost = statistics.median(1 - on.rps / off.rps for on, off in zip(on_runs, off_runs, strict=True))
+        cpu_cost = statistics.median(on.cpu_us / off.cpu_us - 1 for on, off in zip(on_runs, off_runs, strict=True))
+        on_cpu = statistics.median(r.cpu_us for r in on_runs)
+        off_cpu = statistics.median(r.cpu_us for r in off_runs)
         predict_ratio = predict_sat.rps / mlflow_sat.rps
         invocations_ratio = invocations_sat.rps / mlflow_sat.rps
         p99_ratio = predict_paced.p99_ms / mlflow_paced.p99_ms
@@ -225,9 +244,10 @@ def main() -> None:
         print(f"p99 at {RATE} req/s: mlflow {mlflow_paced.p99_ms:.2f} ms ({mlflow_paced.rps:.0f} req/s achieved), "
               f"serving /predict {predict_paced.p99_ms:.2f} ms ({predict_paced.rps:.0f} req/s achieved) -> "
               f"{p99_ratio:.3f} of mlflow = 1/{1 / p99_ratio:.0f} (target <= 1/5: {verdict(p99_ratio <= 0.2)})")
-        print(f"metrics + prediction log cost: {on_rps:.0f} req/s on vs {off_rps:.0f} req/s off (mean of "
-              f"{len(on_runs)} and {len(off_runs)} alternated runs) -> {cost * 100:.1f}% "
-              f"(target <= 5%: {verdict(cost <= 0.05)})")
+        print(f"metrics + prediction log cost: throughput {on_rps:.0f} req/s on vs {off_rps:.0f} req/s off (medians "
+              f"of {len(on_runs)} alternated pairs) -> {cost * 100:.1f}% lower (median of pairs; target <= 5%: "
+              f"{verdict(cost <= 0.05)}); server CPU per request {on_cpu:.0f} us on vs {off_cpu:.0f} us off -> "
+              f"{cpu_cost * 100:+.1f}% (median of pairs)")
         print(f"failed requests across all runs: {bad}; prediction log of the 'on' server: {logged} lines for "
               f"{answered} predictions answered")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import subprocess
 import time
@@ -51,18 +52,27 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         nonlocal draining
+        encoder: asyncio.Task[None] | None = None
         if log is not None:
             log.start()
+            encoder = asyncio.create_task(log.encode_periodically(), name="prediction-log-encoder")
         await store.start()
         try:
             yield
         finally:
             draining = True
             await store.stop()
-            if log is not None:
+            if log is not None and encoder is not None:
+                encoder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await encoder
+                log.encode_pending()
                 await asyncio.to_thread(log.close)
 
+    # FastAPI's built-in OpenTelemetry hook checks the environment on every request; the service
+    # reports through Prometheus, so it is switched off.
     app = FastAPI(title="Driftwatch serving", version=API_VERSION, lifespan=lifespan,
+                  telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="Serves the version the MLflow registry marks as production. The request "
                               "schemas below are built from the signature of the version being served.")
     app.state.store = store

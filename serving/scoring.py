@@ -21,7 +21,7 @@ import orjson
 
 from serving.metrics import ServingMetrics
 from serving.model_store import LoadedModel, ModelStore
-from serving.prediction_log import PredictionLog, encode_predictions
+from serving.prediction_log import PredictionLog
 from serving.schema import InputProblem
 
 logger = logging.getLogger(__name__)
@@ -138,8 +138,8 @@ class Scorer:
             for name in class_names:
                 series.predicted(name).inc()
         if self.log is not None:
-            self.log.append(encode_predictions(time.time(), model.log_model, model.schema.names, rows, prediction_ids,
-                                               class_ids, class_names, top, elapsed * 1000.0), n)
+            self.log.add((time.time(), model.log_model, model.schema.names, rows, prediction_ids, class_ids,
+                          class_names, top, elapsed * 1000.0))
         if endpoint == "invocations":
             return Answer(200, orjson.dumps({"predictions": labels}))
         version = model.version

@@ -9,16 +9,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from serving.prediction_log import PredictionLog, encode_predictions, format_timestamp, model_json
+from serving.prediction_log import Pending, PredictionLog, encode_records, format_timestamp, model_json
 
 MODEL = model_json("iris-classifier", "3", "models:/iris-classifier@production")
 NAMES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 
 
+def pending(rows: int = 1, *, start: int = 0, values: list[Any] | None = None) -> Pending:
+    return (1767268800.123, MODEL, NAMES, [values or [5.1, 3.5, 1.4, 0.2]] * rows,
+            [f"id{start + i:04d}" for i in range(rows)], [0] * rows, ["setosa"] * rows, [0.97] * rows, 0.41)
+
+
 def encoded(rows: int = 1, *, start: int = 0, values: list[Any] | None = None) -> bytes:
-    return encode_predictions(1767268800.123, MODEL, NAMES, [values or [5.1, 3.5, 1.4, 0.2]] * rows,
-                              [f"id{start + i:04d}" for i in range(rows)], [0] * rows, ["setosa"] * rows,
-                              [0.97] * rows, 0.41)
+    return encode_records([pending(rows, start=start, values=values)])
 
 
 def lines(folder: Path) -> list[dict[str, object]]:
@@ -45,6 +48,32 @@ def test_a_batch_is_one_line_per_row_and_a_missing_value_is_null() -> None:
     assert data.endswith(b"\n") and len(records) == 3
     assert [r["prediction_id"] for r in records] == ["id0000", "id0001", "id0002"]
     assert all(r["features"]["sepal_width"] is None for r in records)
+
+
+def test_lines_are_cut_only_between_records_whatever_the_strings_hold() -> None:
+    nasty = '},{"timestamp":"x"}\n{"a":1}'
+    names = ("timestamp", nasty)
+    batches: list[Pending] = [
+        (1767268800.0 + i, MODEL, names, [[1.0, 2.0]], [nasty], [nasty], [nasty], [None], 0.1) for i in range(3)]
+    data = encode_records(batches)
+    records = [json.loads(line) for line in data.decode().splitlines()]
+    assert len(records) == 3
+    assert all(r["prediction_id"] == nasty and r["features"] == {"timestamp": 1.0, nasty: 2.0} for r in records)
+    assert encode_records([]) == b""
+
+
+def test_the_request_path_hands_over_in_bulk_and_close_writes_the_rest(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path, "unit", max_bytes=10_000_000, backups=1, encode_rows=4, interval=60)
+    log.start()
+    for i in range(3):
+        log.add(pending(1, start=i))
+    assert log.queued_rows == 0  # below encode_rows: still pending on the loop
+    log.add(pending(2, start=3))
+    assert log.queued_rows + log.written_rows == 5  # encoded and handed to the writer
+    log.add(pending(1, start=5))
+    log.encode_pending()
+    log.close()
+    assert [r["prediction_id"] for r in lines(tmp_path)] == [f"id{i:04d}" for i in range(6)]
 
 
 def test_timestamps_are_utc_with_milliseconds() -> None:
