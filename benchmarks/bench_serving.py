@@ -192,7 +192,10 @@ def main() -> None:
                      "--env-manager", "local", "-h", "127.0.0.1", "-p", str(ports["mlflow"])],
                     {**base_env, "MLFLOW_TRACKING_URI": tracking}, f"{mlflow_url}/ping", work / "mlflow.log"), \
              server("serving (metrics + log on)", [py, "-m", "serving"],
-                    {**serving_env, "DRIFTWATCH_SERVING_PORT": str(ports["on"]), "DRIFTWATCH_SERVING_INSTANCE": "on"},
+                    {**serving_env, "DRIFTWATCH_SERVING_PORT": str(ports["on"]), "DRIFTWATCH_SERVING_INSTANCE": "on",
+                     # rotates every 32 MB as usual, but keeps every file, so the lines can be counted
+                     "DRIFTWATCH_PREDICTION_LOG_MAX_BYTES": str(32 * 1024 * 1024),
+                     "DRIFTWATCH_PREDICTION_LOG_BACKUPS": "100"},
                     f"{on_url}/health", work / "serving-on.log") as on_pid, \
              server("serving (metrics + log off)", [py, "-m", "serving"],
                     {**serving_env, "DRIFTWATCH_SERVING_PORT": str(ports["off"]), "DRIFTWATCH_SERVING_INSTANCE": "off",
@@ -249,7 +252,7 @@ def main() -> None:
               f"{verdict(cost <= 0.05)}); server CPU per request {on_cpu:.0f} us on vs {off_cpu:.0f} us off -> "
               f"{cpu_cost * 100:+.1f}% (median of pairs)")
         print(f"failed requests across all runs: {bad}; prediction log of the 'on' server: {logged} lines for "
-              f"{answered} predictions answered")
+              f"{answered} predictions counted by wrk (wrk does not count requests in flight when a run ends)")
 
 
 if __name__ == "__main__":

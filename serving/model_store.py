@@ -278,9 +278,13 @@ class ModelStore:
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Load the production version (or the last good local copy) and start polling."""
-        result = await self.reload(force=True)
+        try:
+            why = (await self.reload(force=True)).error
+        except Exception as exc:  # boundary: start-up goes on to the local copy, and the poll keeps trying
+            logger.exception("model store: the first registry check failed")
+            why = f"{type(exc).__name__}: {exc}"
         if self.current is None:
-            await self._load_last_good(result.error)
+            await self._load_last_good(why)
         self._task = asyncio.create_task(self._poll(), name="model-store-poll")
 
     async def stop(self) -> None:

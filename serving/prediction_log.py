@@ -85,7 +85,7 @@ def encode_records(pending: Sequence[Pending]) -> bytes:
                     "model": model, "latency_ms": latency})
     if not records:
         return b""
-    data = orjson.dumps(records)
+    data = orjson.dumps(records, option=orjson.OPT_SERIALIZE_NUMPY)
     return data[1:-1].replace(_BETWEEN_RECORDS, b"}\n" + _RECORD_START) + b"\n"
 
 
@@ -130,7 +130,15 @@ class PredictionLog:
             return
         pending, rows = self._pending, self._pending_rows
         self._pending, self._pending_rows = [], 0
-        self.append(encode_records(pending), rows)
+        try:
+            data = encode_records(pending)
+        except (TypeError, ValueError) as exc:  # boundary: a value orjson cannot write loses these rows, counted
+            logger.error("prediction log: %d rows could not be encoded (%s); dropped", rows, exc)
+            self.dropped_rows += rows
+            if self.on_drop is not None:
+                self.on_drop(rows)
+            return
+        self.append(data, rows)
 
     async def encode_periodically(self) -> None:
         """So that lines reach the file within ``interval`` seconds when traffic is light."""

@@ -148,6 +148,19 @@ def test_no_registry_and_no_copy_means_no_model_and_a_reason(settings: ServingSe
     assert collector.get_sample_value("model_loaded", {"model_name": MODEL_NAME}) == 0
 
 
+def test_an_unexpected_error_at_start_falls_back_to_the_local_copy(tmp_path: Path, fake_registry: FakeRegistry) -> None:
+    first, _ = new_store(make_settings(tmp_path), fake_registry)
+    run(lambda s: s.start(), first)
+
+    def broken(*, with_metrics: bool = True) -> None:
+        raise KeyError("something the registry client did not expect")
+
+    fake_registry.production_version = broken  # type: ignore[method-assign,assignment]
+    store, _ = new_store(make_settings(tmp_path), fake_registry)
+    run(lambda s: s.start(), store)
+    assert store.current is not None and store.current.loaded_from == "cache"
+
+
 def test_no_production_version_is_reported_not_fatal(settings: ServingSettings, fake_registry: FakeRegistry) -> None:
     fake_registry.production = None
     store, _ = new_store(settings, fake_registry)

@@ -76,6 +76,18 @@ def test_the_request_path_hands_over_in_bulk_and_close_writes_the_rest(tmp_path:
     assert [r["prediction_id"] for r in lines(tmp_path)] == [f"id{i:04d}" for i in range(6)]
 
 
+def test_rows_that_cannot_be_encoded_are_dropped_and_counted_not_raised(tmp_path: Path) -> None:
+    dropped: list[int] = []
+    log = PredictionLog(tmp_path, "unit", max_bytes=10_000_000, backups=1, on_drop=dropped.append)
+    log.start()
+    bad = pending(2)
+    log.add((*bad[:5], [object(), object()], *bad[6:]))  # type: ignore[arg-type]
+    log.add(pending(1, start=7))
+    log.encode_pending()
+    log.close()
+    assert dropped == [3] and log.dropped_rows == 3 and lines(tmp_path) == []
+
+
 def test_timestamps_are_utc_with_milliseconds() -> None:
     assert format_timestamp(0.0) == "1970-01-01T00:00:00.000Z"
     assert format_timestamp(1767268800.9996) == "2026-01-01T12:00:00.999Z"

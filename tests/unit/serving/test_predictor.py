@@ -95,6 +95,7 @@ def test_a_compiled_model_that_disagrees_is_not_used(saved_models: dict[str, Sav
     assert "probabilities differ" in str(compare(Shifted(), native, IRIS, rows))
 
 
+@pytest.mark.filterwarnings("ignore")  # MLflow nags about type hints on the test's tiny pyfunc model
 def test_onnx_backend_refuses_a_model_that_is_not_scikit_learn(tmp_path: Any) -> None:
     import mlflow
 
