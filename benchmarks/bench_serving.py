@@ -77,7 +77,7 @@ class Run:
     p99_ms: float
     non_2xx: int
     errors: int
-    cpu_us: float = 0.0  # server CPU time (user + system, all threads) per completed request
+    cpu_us: float = 0.0  # server CPU time (user + system, all threads, its log writer too) per request
 
     def describe(self) -> str:
         return f"{self.rps:.0f} req/s (p50 {self.p50_ms:.2f} ms, p99 {self.p99_ms:.2f} ms)"
@@ -89,9 +89,13 @@ def _ms(text: str) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads (Linux /proc)."""
+    """User + system CPU time of a process and its children (the prediction log writer), all threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split() if (task / "children").exists() else []
+        total += sum(cpu_seconds(int(child)) for child in children)
+    return total
 
 
 def wrk(url: str, body: str, work: Path, *, duration: int, rate: int | None = None, pid: int | None = None) -> Run:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import subprocess
 import time
@@ -52,21 +51,15 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         nonlocal draining
-        encoder: asyncio.Task[None] | None = None
         if log is not None:
             log.start()
-            encoder = asyncio.create_task(log.encode_periodically(), name="prediction-log-encoder")
         await store.start()
         try:
             yield
         finally:
             draining = True
             await store.stop()
-            if log is not None and encoder is not None:
-                encoder.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await encoder
-                log.encode_pending()
+            if log is not None:
                 await asyncio.to_thread(log.close)
 
     # FastAPI's built-in OpenTelemetry hook checks the environment on every request; the service

@@ -32,7 +32,7 @@ import pandas as pd
 
 from model_registry import RegistryError, RegistryUnavailable, VersionInfo
 from serving.metrics import ModelSeries, ServingMetrics
-from serving.prediction_log import model_json
+from serving.prediction_log import LogModel
 from serving.predictor import Fault, LoadedPredictor, Predictor, load_predictor
 from serving.schema import ModelSchema, features_from_signature
 from serving.settings import ServingSettings
@@ -78,7 +78,7 @@ class LoadedModel:
     tags: dict[str, str]
     check: str
     path: Path
-    log_model: dict[str, str]  # the prediction log's "model" object
+    log_model: LogModel  # what every prediction log line of this version shares
     series: ModelSeries | None = None
 
     def describe(self) -> dict[str, Any]:
@@ -224,7 +224,9 @@ def load_version(folder: Path, info: VersionInfo, settings: ServingSettings, *, 
         predictor=loaded.predictor, fault=loaded.fault, class_names=names, class_ids=class_ids,
         class_index={c: i for i, c in enumerate(classes)}, loaded_from=loaded_from, loaded_at=time.time(),
         created_at=info.created_at.isoformat(), tags=dict(info.tags), check=loaded.check, path=folder,
-        log_model=model_json(info.name, info.version, settings.production_uri),
+        log_model=LogModel(model={"name": info.name, "version": info.version, "source": settings.production_uri},
+                           names=schema.names, kinds=tuple(f.kind for f in schema.features), class_ids=class_ids,
+                           class_names=names),
     )
 
 

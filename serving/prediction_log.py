@@ -1,242 +1,237 @@
-"""The prediction log: one JSON line per prediction, written by a background thread.
+"""The prediction log: one JSON line per prediction, written off the request path by another process.
 
-Three stages, none of them on the request's critical path:
+The request path packs each prediction into a fixed binary frame (``struct``, ~1 µs; the layout is
+in ``serving.log_writer``) and appends it to a deque. A sender thread moves the frames to a writer
+process through a pipe every ``interval`` seconds; the writer process turns them into JSON lines,
+appends them to ``predictions-<instance>.jsonl``, rotates the file by size (``.1`` is the newest
+rotation) and keeps ``backups`` rotations.
 
-1. The request path adds its predictions (a tuple of references, ~0.2 µs) to a pending list.
-2. Every ``encode_rows`` rows, and every ``interval`` seconds from a small task, the pending
-   predictions are encoded in one go on the event loop thread: one orjson call for the lot.
-   Encoding in bulk costs less than half of encoding each request as it comes (the serialiser's
-   code and data stay in the CPU caches), and doing it on the loop thread rather than in the
-   writer avoids two threads taking turns on the interpreter lock.
-3. The writer thread writes the encoded lines to ``predictions-<instance>.jsonl``, rotates the file
-   by size (``.1`` is the newest rotation) and keeps ``backups`` rotations.
+Why a process: formatting JSON costs a few microseconds per prediction, and in this process it
+would hold the interpreter lock that requests need (measured: 5-13% of one-row throughput,
+depending on what else the machine runs). In the writer process it runs on another core.
 
-``close()`` encodes and writes everything still waiting, then flushes and fsyncs: a clean shutdown
-loses nothing. When the writer falls behind by ``max_queue_rows`` rows, new rows are dropped and
-counted instead of slowing requests or growing memory without bound.
+``close()`` sends everything waiting and ends the writer's input; the writer writes the rest, fsyncs
+and exits, so a clean shutdown loses nothing. When the writer falls behind by ``max_queue_rows``
+rows, new rows are dropped and counted instead of slowing requests or growing memory. If the writer
+process dies, the rows in flight are counted as dropped and a new writer is started.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
+from serving.log_writer import HEADER, record, row_struct, to_lines
+
 logger = logging.getLogger(__name__)
 
-# One request's predictions as the request path hands them over: (timestamp, model object, feature
-# names, rows, prediction ids, class ids, class names, probabilities, latency_ms).
-Pending = tuple[float, dict[str, str], Sequence[str], list[list[Any]], list[str], list[Any], list[str],
-                list[Any], float]
-_RECORD_START = b'{"timestamp":'
-_BETWEEN_RECORDS = b'},{"timestamp":'
-
-_second_cache: tuple[int, str] = (-1, "")
-_milli_cache: tuple[int, str] = (-1, "")
+NUMERIC_KINDS = frozenset({"double", "float", "long", "integer"})
+NAN = float("nan")
+RESTART_AFTER_SECONDS = 5.0
 
 
-def format_timestamp(epoch: float) -> str:
-    """``2026-01-01T12:00:00.123Z`` (UTC, milliseconds, truncated). Cached per millisecond and per
-    second: under load many predictions share both, and strftime is the slow part."""
-    global _second_cache, _milli_cache
-    # The microsecond added absorbs float error (1767268800.123 is stored as ...122999).
-    millis = int(epoch * 1000 + 0.001)
-    cached_millis, stamp = _milli_cache
-    if millis == cached_millis:
-        return stamp
-    second, fraction = divmod(millis, 1000)
-    cached_second, prefix = _second_cache
-    if second != cached_second:
-        prefix = datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _second_cache = (second, prefix)
-    stamp = f"{prefix}.{fraction:03d}Z"
-    _milli_cache = (millis, stamp)
-    return stamp
+@dataclass
+class LogModel:
+    """What every line of one served version shares; built once per loaded version."""
 
+    model: dict[str, str]  # the record's "model" object
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]
+    class_ids: list[Any]
+    class_names: list[str]
+    numeric: bool = field(init=False)
 
-def model_json(name: str, version: str, source: str) -> dict[str, str]:
-    """The ``model`` object of a record (one shared dict per loaded version)."""
-    return {"name": name, "version": version, "source": source}
-
-
-def encode_records(pending: Sequence[Pending]) -> bytes:
-    """JSON lines in the DESIGN.md record format, one per prediction (a missing value, NaN, is written
-    as null). One orjson call serialises the list; the list is then cut into lines where one record
-    ends and the next begins: ``},{"timestamp":`` cannot occur anywhere else, because a quote inside
-    a JSON string is always escaped and no record holds a list of objects."""
-    records: list[dict[str, Any]] = []
-    append = records.append
-    for timestamp, model, names, rows, ids, class_ids, class_names, probabilities, latency_ms in pending:
-        stamp = format_timestamp(timestamp)
-        latency = round(latency_ms, 3)
-        for row, pid, cid, cname, prob in zip(rows, ids, class_ids, class_names, probabilities):  # noqa: B905
-            append({"timestamp": stamp, "event": "prediction", "prediction_id": pid,
-                    "features": dict(zip(names, row)),  # noqa: B905  (rows were validated against names)
-                    "prediction": {"class_id": cid, "class_name": cname, "probability": prob},
-                    "model": model, "latency_ms": latency})
-    if not records:
-        return b""
-    data = orjson.dumps(records, option=orjson.OPT_SERIALIZE_NUMPY)
-    return data[1:-1].replace(_BETWEEN_RECORDS, b"}\n" + _RECORD_START) + b"\n"
+    def __post_init__(self) -> None:
+        self.numeric = all(kind in NUMERIC_KINDS for kind in self.kinds)
 
 
 class PredictionLog:
-    """Asynchronous JSONL writer with size rotation and count retention."""
+    """The request path's side of the log: frames, a sender thread, the writer process."""
 
     def __init__(self, directory: Path, instance: str, *, max_bytes: int, backups: int,
-                 max_queue_rows: int = 200_000, interval: float = 0.05, encode_rows: int = 64,
+                 max_queue_rows: int = 200_000, interval: float = 0.05,
                  on_drop: Callable[[int], None] | None = None) -> None:
         self.directory = directory
+        self.instance = instance
         self.path = directory / f"predictions-{instance}.jsonl"
         self.max_bytes = max_bytes
         self.backups = backups
         self.max_queue_rows = max_queue_rows
         self.interval = interval
         self.on_drop = on_drop
-        self.encode_rows = encode_rows
-        self._pending: list[Pending] = []  # event loop thread only
-        self._pending_rows = 0
-        self.written_rows = 0
         self.dropped_rows = 0
+        self.sent_rows = 0
         self._queue: deque[tuple[bytes, int]] = deque()
         # Each counter has one writer thread, so no update is lost without a lock.
         self._enqueued_rows = 0  # request path
-        self._dequeued_rows = 0  # writer
+        self._dequeued_rows = 0  # sender
+        self._models: dict[int, tuple[int, Any, LogModel]] = {}  # id(LogModel) -> (key, layout, model)
+        self._frames_of_models: list[bytes] = []  # every M frame, re-sent to a restarted writer
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._file: IO[bytes] | None = None
-        self._size = 0
+        self._writer: subprocess.Popen[bytes] | None = None
+        self._restart_at = 0.0
 
     # ------------------------------------------------------------------ request path (event loop thread)
-    def add(self, pending: Pending) -> None:
-        """One request's predictions; encoded with others soon (see the module docstring)."""
-        self._pending.append(pending)
-        self._pending_rows += len(pending[3])
-        if self._pending_rows >= self.encode_rows:
-            self.encode_pending()
-
-    def encode_pending(self) -> None:
-        """Encode what the request path added and hand it to the writer."""
-        if not self._pending:
+    def add(self, timestamp: float, model: LogModel, rows: list[list[Any]], ids: list[str],
+            positions: Sequence[int | None], probabilities: Sequence[float | None], latency_ms: float) -> None:
+        """One request's predictions (values of ``rows`` in ``model.names`` order)."""
+        n = len(rows)
+        if self._enqueued_rows - self._dequeued_rows + n > self.max_queue_rows:
+            self._drop(n)
             return
-        pending, rows = self._pending, self._pending_rows
-        self._pending, self._pending_rows = [], 0
-        try:
-            data = encode_records(pending)
-        except (TypeError, ValueError) as exc:  # boundary: a value orjson cannot write loses these rows, counted
-            logger.error("prediction log: %d rows could not be encoded (%s); dropped", rows, exc)
-            self.dropped_rows += rows
-            if self.on_drop is not None:
-                self.on_drop(rows)
-            return
-        self.append(data, rows)
+        entry = self._models.get(id(model))
+        if entry is None:
+            entry = self._register(model)
+        key, layout, _ = entry
+        if layout is not None and n == 1 and positions[0] is not None and len(ids[0]) == 32:
+            probability = probabilities[0]
+            frame: bytes = layout.pack(b"R", key, positions[0], timestamp, latency_ms,
+                                       NAN if probability is None else probability, ids[0].encode(), *rows[0])
+        else:
+            frame = self._frames(key, layout, model, timestamp, rows, ids, positions, probabilities, latency_ms)
+        self._enqueued_rows += n
+        self._queue.append((frame, n))
 
-    async def encode_periodically(self) -> None:
-        """So that lines reach the file within ``interval`` seconds when traffic is light."""
-        while True:
-            await asyncio.sleep(self.interval)
-            self.encode_pending()
+    def _frames(self, key: int, layout: Any, model: LogModel, timestamp: float, rows: list[list[Any]],
+                ids: list[str], positions: Sequence[int | None], probabilities: Sequence[float | None],
+                latency_ms: float) -> bytes:
+        parts = []
+        for row, pid, position, probability in zip(rows, ids, positions, probabilities, strict=True):
+            if layout is not None and position is not None and len(pid) == 32:
+                parts.append(layout.pack(b"R", key, position, timestamp, latency_ms,
+                                         NAN if probability is None else probability, pid.encode(), *row))
+            else:  # non-numeric features or a class the model did not declare: a ready line
+                class_id = model.class_ids[position] if position is not None else None
+                class_name = model.class_names[position] if position is not None else "unknown"
+                line = to_lines([record(timestamp, pid, dict(zip(model.names, row, strict=True)), class_id, class_name,
+                                        probability, model.model, latency_ms)])
+                parts.append(HEADER.pack(b"J", len(line)) + line)
+        return b"".join(parts)
 
-    def append(self, lines: bytes, rows: int) -> None:
-        """Queue ``rows`` encoded predictions for the writer (any thread)."""
-        if self._enqueued_rows - self._dequeued_rows + rows > self.max_queue_rows:
-            self.dropped_rows += rows
-            if self.on_drop is not None:
-                self.on_drop(rows)
-            return
-        self._enqueued_rows += rows
-        self._queue.append((lines, rows))
+    def _register(self, model: LogModel) -> tuple[int, Any, LogModel]:
+        key = len(self._frames_of_models)
+        layout = row_struct(len(model.names)) if model.numeric else None
+        spec = orjson.dumps({"key": key, "model": model.model, "names": model.names, "kinds": model.kinds,
+                             "class_ids": model.class_ids, "class_names": model.class_names})
+        frame = HEADER.pack(b"M", len(spec)) + spec
+        self._frames_of_models.append(frame)
+        self._queue.append((frame, 0))
+        entry = (key, layout, model)  # keeps the model alive, so its id() is not reused
+        self._models[id(model)] = entry
+        return entry
+
+    def _drop(self, rows: int) -> None:
+        self.dropped_rows += rows
+        if self.on_drop is not None:
+            self.on_drop(rows)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._open()
-        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._writer = self._spawn()
+        self._thread = threading.Thread(target=self._run, name="prediction-log-sender", daemon=True)
         self._thread.start()
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write everything waiting, flush and fsync, and stop the writer. Call ``encode_pending()``
-        on the event loop first (``close`` may run in another thread)."""
+        """Send everything waiting, end the writer's input and wait for it to write, fsync and exit."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
-                logger.error("prediction log: the writer did not finish in %.0f s; %d rows may be lost",
+                logger.error("prediction log: the sender did not finish in %.0f s; %d rows may be lost",
                              timeout, self.queued_rows)
                 return
             self._thread = None
-        self._drain()  # anything appended after the thread's last pass
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
+        self._send()  # anything added after the thread's last pass
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        if writer.stdin is not None:
+            with contextlib.suppress(OSError):  # a writer that died already: wait() reports it
+                writer.stdin.close()
+        try:
+            code = writer.wait(timeout)
+        except subprocess.TimeoutExpired:
+            writer.kill()
+            code = writer.wait()
+            logger.error("prediction log: the writer did not finish in %.0f s and was killed", timeout)
+        if code != 0:
+            logger.error("prediction log: the writer exited with %s", code)
 
     @property
     def queued_rows(self) -> int:
         return self._enqueued_rows - self._dequeued_rows
 
-    # ------------------------------------------------------------------ writer thread
+    # ------------------------------------------------------------------ sender thread
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        # Its own session: a Ctrl-C in a terminal reaches serving, which then closes the pipe.
+        return subprocess.Popen(
+            [sys.executable, "-m", "serving.log_writer", str(self.directory), self.instance, str(self.max_bytes),
+             str(self.backups)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self._drain()
-            except Exception:  # boundary of the writer thread: keep writing later, say why now
-                logger.exception("prediction log: writing failed; will retry")
-                time.sleep(1.0)
-        # close() drains what is left after join
+                self._send()
+            except Exception:  # boundary of the sender thread: keep going, say why
+                logger.exception("prediction log: sending to the writer failed")
 
-    def _drain(self) -> None:
-        if not self._queue or self._file is None:
+    def _send(self) -> None:
+        queue = self._queue
+        if not queue:
             return
         chunks: list[bytes] = []
-        pending = 0
         rows = 0
-        queue = self._queue
         while queue:
-            data, count = queue.popleft()
+            frame, count = queue.popleft()
+            chunks.append(frame)
             rows += count
-            if self._size + pending + len(data) > self.max_bytes and (self._size or pending):
-                self._write(chunks)
-                chunks, pending = [], 0
-                self._rotate()
-            chunks.append(data)
-            pending += len(data)
-        self._write(chunks)
-        self._dequeued_rows += rows
-        self.written_rows += rows
-
-    def _write(self, chunks: list[bytes]) -> None:
-        if not chunks or self._file is None:
-            return
         data = b"".join(chunks)
-        self._file.write(data)
-        self._file.flush()
-        self._size += len(data)
+        try:
+            self._write(data)
+            self.sent_rows += rows
+        except OSError as exc:  # the writer died: these rows are lost, counted; start another one
+            logger.error("prediction log: the writer is gone (%s); %d rows dropped", exc, rows)
+            self._drop(rows)
+            self._restart()
+        finally:
+            self._dequeued_rows += rows
 
-    def _open(self) -> None:
-        self._file = self.path.open("ab")
-        self._size = self._file.tell()
+    def _write(self, data: bytes) -> None:
+        writer = self._writer
+        if writer is None or writer.stdin is None:
+            raise BrokenPipeError("no writer process")
+        fd = writer.stdin.fileno()
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)  # blocks while the pipe is full; releases the interpreter lock
+            view = view[written:]
 
-    def _rotate(self) -> None:
-        """predictions.jsonl -> .1 -> .2 ... ; the oldest beyond ``backups`` is deleted."""
-        if self._file is not None:
-            self._file.close()
-        oldest = self.path.with_name(f"{self.path.name}.{self.backups}")
-        oldest.unlink(missing_ok=True)
-        for n in range(self.backups - 1, 0, -1):
-            src = self.path.with_name(f"{self.path.name}.{n}")
-            if src.exists():
-                src.replace(self.path.with_name(f"{self.path.name}.{n + 1}"))
-        if self.path.exists():
-            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
-        self._open()
+    def _restart(self) -> None:
+        if time.monotonic() < self._restart_at:
+            return
+        self._restart_at = time.monotonic() + RESTART_AFTER_SECONDS
+        old, self._writer = self._writer, None
+        if old is not None:
+            old.kill()
+            old.wait()
+        writer = self._spawn()
+        self._writer = writer
+        try:
+            self._write(b"".join(self._frames_of_models))  # the new writer needs the models again
+        except OSError:
+            logger.exception("prediction log: the new writer does not take input either")

@@ -138,8 +138,7 @@ class Scorer:
             for name in class_names:
                 series.predicted(name).inc()
         if self.log is not None:
-            self.log.add((time.time(), model.log_model, model.schema.names, rows, prediction_ids, class_ids,
-                          class_names, top, elapsed * 1000.0))
+            self.log.add(time.time(), model.log_model, rows, prediction_ids, positions, top, elapsed * 1000.0)
         if endpoint == "invocations":
             return Answer(200, orjson.dumps({"predictions": labels}))
         version = model.version

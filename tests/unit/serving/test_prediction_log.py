@@ -1,4 +1,5 @@
-"""The prediction log: DESIGN.md records, nothing lost on close, size rotation, count retention."""
+"""The prediction log: DESIGN.md records, nothing lost on close, size rotation, count retention,
+bounded memory, a writer process that dies."""
 
 from __future__ import annotations
 
@@ -9,83 +10,106 @@ import time
 from pathlib import Path
 from typing import Any
 
-from serving.prediction_log import Pending, PredictionLog, encode_records, format_timestamp, model_json
+import pytest
 
-MODEL = model_json("iris-classifier", "3", "models:/iris-classifier@production")
+from serving.log_writer import FrameDecoder, RotatingFile, format_timestamp, record, to_lines
+from serving.prediction_log import LogModel, PredictionLog
+
 NAMES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+MODEL = {"name": "iris-classifier", "version": "3", "source": "models:/iris-classifier@production"}
+ROW = [5.1, 3.5, 1.4, 0.2]
 
 
-def pending(rows: int = 1, *, start: int = 0, values: list[Any] | None = None) -> Pending:
-    return (1767268800.123, MODEL, NAMES, [values or [5.1, 3.5, 1.4, 0.2]] * rows,
-            [f"id{start + i:04d}" for i in range(rows)], [0] * rows, ["setosa"] * rows, [0.97] * rows, 0.41)
+def iris() -> LogModel:
+    return LogModel(model=MODEL, names=NAMES, kinds=("double",) * 4, class_ids=[0, 1, 2],
+                    class_names=["setosa", "versicolor", "virginica"])
 
 
-def encoded(rows: int = 1, *, start: int = 0, values: list[Any] | None = None) -> bytes:
-    return encode_records([pending(rows, start=start, values=values)])
+def pid(i: int) -> str:
+    return f"{i:032x}"
 
 
-def lines(folder: Path) -> list[dict[str, object]]:
+def add(log: PredictionLog, model: LogModel, n: int = 1, *, start: int = 0, row: list[Any] | None = None,
+        position: int | None = 0, probability: float | None = 0.97) -> None:
+    log.add(1767268800.123, model, [row or ROW] * n, [pid(start + i) for i in range(n)], [position] * n,
+            [probability] * n, 0.41)
+
+
+def frames_of(log: PredictionLog) -> bytes:
+    """What the sender would write to the writer process."""
+    return b"".join(frame for frame, _ in log._queue)
+
+
+def decode(log: PredictionLog) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in FrameDecoder().feed(frames_of(log)).splitlines()]
+
+
+def new_log(tmp_path: Path, **kwargs: Any) -> PredictionLog:
+    values: dict[str, Any] = {"max_bytes": 10_000_000, "backups": 2, "interval": 0.01}
+    values.update(kwargs)
+    return PredictionLog(tmp_path, "unit", **values)
+
+
+def lines(folder: Path) -> list[dict[str, Any]]:
     out = []
-    for path in sorted(folder.iterdir()):
+    for path in sorted(folder.glob("predictions-*"), key=lambda p: (len(p.name), p.name)):
         out += [json.loads(line) for line in path.read_text().splitlines()]
     return out
 
 
-def test_a_record_has_the_design_format() -> None:
-    record = json.loads(encoded())
-    assert record == {
-        "timestamp": "2026-01-01T12:00:00.123Z", "event": "prediction", "prediction_id": "id0000",
+def test_a_record_has_the_design_format(tmp_path: Path) -> None:
+    log = new_log(tmp_path)
+    add(log, iris())
+    assert decode(log) == [{
+        "timestamp": "2026-01-01T12:00:00.123Z", "event": "prediction", "prediction_id": pid(0),
         "features": {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
         "prediction": {"class_id": 0, "class_name": "setosa", "probability": 0.97},
         "model": {"name": "iris-classifier", "version": "3", "source": "models:/iris-classifier@production"},
         "latency_ms": 0.41,
-    }
+    }]
 
 
-def test_a_batch_is_one_line_per_row_and_a_missing_value_is_null() -> None:
-    data = encoded(3, values=[5.1, math.nan, 1.4, 0.2])
-    records = [json.loads(line) for line in data.decode().splitlines()]
-    assert data.endswith(b"\n") and len(records) == 3
-    assert [r["prediction_id"] for r in records] == ["id0000", "id0001", "id0002"]
-    assert all(r["features"]["sepal_width"] is None for r in records)
+def test_missing_values_are_null_and_integer_features_stay_integers(tmp_path: Path) -> None:
+    log = new_log(tmp_path)
+    add(log, iris(), 2, row=[5.1, math.nan, 1.4, 0.2], probability=None)
+    mixed = LogModel(model=MODEL, names=("count", "ratio"), kinds=("long", "double"), class_ids=[0, 1],
+                     class_names=["no", "yes"])
+    add(log, mixed, start=2, row=[3, 2.0], position=1)
+    records = decode(log)
+    assert [r["features"]["sepal_width"] for r in records[:2]] == [None, None]
+    assert records[0]["prediction"]["probability"] is None
+    assert records[2]["features"] == {"count": 3, "ratio": 2.0} and isinstance(records[2]["features"]["count"], int)
+    assert records[2]["prediction"] == {"class_id": 1, "class_name": "yes", "probability": 0.97}
+
+
+def test_rows_the_fixed_layout_cannot_carry_go_as_ready_lines(tmp_path: Path) -> None:
+    log = new_log(tmp_path)
+    text = LogModel(model=MODEL, names=("city", "n"), kinds=("string", "double"), class_ids=["a"], class_names=["a"])
+    add(log, text, row=["Oslo", 1.0])
+    add(log, iris(), start=1, position=None)  # a class the model did not declare
+    records = decode(log)
+    assert records[0]["features"] == {"city": "Oslo", "n": 1.0}
+    assert records[1]["prediction"]["class_name"] == "unknown" and records[1]["prediction"]["class_id"] is None
+
+
+def test_a_frame_split_across_reads_is_kept_for_the_next_read(tmp_path: Path) -> None:
+    log = new_log(tmp_path)
+    add(log, iris(), 3)
+    data = frames_of(log)
+    decoder = FrameDecoder()
+    out = b"".join(decoder.feed(data[i:i + 7]) for i in range(0, len(data), 7))
+    assert [json.loads(x)["prediction_id"] for x in out.splitlines()] == [pid(0), pid(1), pid(2)]
+    assert decoder.pending_bytes == 0 and decoder.rows == 3
 
 
 def test_lines_are_cut_only_between_records_whatever_the_strings_hold() -> None:
     nasty = '},{"timestamp":"x"}\n{"a":1}'
-    names = ("timestamp", nasty)
-    batches: list[Pending] = [
-        (1767268800.0 + i, MODEL, names, [[1.0, 2.0]], [nasty], [nasty], [nasty], [None], 0.1) for i in range(3)]
-    data = encode_records(batches)
-    records = [json.loads(line) for line in data.decode().splitlines()]
-    assert len(records) == 3
-    assert all(r["prediction_id"] == nasty and r["features"] == {"timestamp": 1.0, nasty: 2.0} for r in records)
-    assert encode_records([]) == b""
-
-
-def test_the_request_path_hands_over_in_bulk_and_close_writes_the_rest(tmp_path: Path) -> None:
-    log = PredictionLog(tmp_path, "unit", max_bytes=10_000_000, backups=1, encode_rows=4, interval=60)
-    log.start()
-    for i in range(3):
-        log.add(pending(1, start=i))
-    assert log.queued_rows == 0  # below encode_rows: still pending on the loop
-    log.add(pending(2, start=3))
-    assert log.queued_rows + log.written_rows == 5  # encoded and handed to the writer
-    log.add(pending(1, start=5))
-    log.encode_pending()
-    log.close()
-    assert [r["prediction_id"] for r in lines(tmp_path)] == [f"id{i:04d}" for i in range(6)]
-
-
-def test_rows_that_cannot_be_encoded_are_dropped_and_counted_not_raised(tmp_path: Path) -> None:
-    dropped: list[int] = []
-    log = PredictionLog(tmp_path, "unit", max_bytes=10_000_000, backups=1, on_drop=dropped.append)
-    log.start()
-    bad = pending(2)
-    log.add((*bad[:5], [object(), object()], *bad[6:]))  # type: ignore[arg-type]
-    log.add(pending(1, start=7))
-    log.encode_pending()
-    log.close()
-    assert dropped == [3] and log.dropped_rows == 3 and lines(tmp_path) == []
+    records = [record(1767268800.0 + i, nasty, {"timestamp": 1.0, nasty: 2.0}, nasty, nasty, None, MODEL, 0.1)
+               for i in range(3)]
+    parsed = [json.loads(line) for line in to_lines(records).decode().splitlines()]
+    assert len(parsed) == 3
+    assert all(r["prediction_id"] == nasty and r["features"] == {"timestamp": 1.0, nasty: 2.0} for r in parsed)
+    assert to_lines([]) == b""
 
 
 def test_timestamps_are_utc_with_milliseconds() -> None:
@@ -96,41 +120,40 @@ def test_timestamps_are_utc_with_milliseconds() -> None:
 
 
 def test_every_prediction_is_a_line_after_close(tmp_path: Path) -> None:
-    log = PredictionLog(tmp_path, "unit", max_bytes=10_000_000, backups=2, interval=0.01)
+    log = new_log(tmp_path)
     log.start()
+    model = iris()
     for i in range(500):
-        log.append(encoded(3, start=3 * i), 3)
+        add(log, model, 3 if i % 2 else 1, start=3 * i)
     log.close()
-    records = lines(tmp_path)
-    assert len(records) == 1500
-    assert [r["prediction_id"] for r in records] == [f"id{i:04d}" for i in range(1500)]
-    assert log.path.name == "predictions-unit.jsonl"
-    assert log.written_rows == 1500 and log.queued_rows == 0
+    expected = [pid(3 * i + j) for i in range(500) for j in range(3 if i % 2 else 1)]
+    assert [r["prediction_id"] for r in lines(tmp_path)] == expected
+    assert log.sent_rows == len(expected) and log.queued_rows == 0 and log.dropped_rows == 0
 
 
-def test_files_rotate_by_size_and_only_the_newest_rotations_are_kept(tmp_path: Path) -> None:
-    one_line = len(encoded())
-    log = PredictionLog(tmp_path, "unit", max_bytes=10 * one_line, backups=2, interval=0.01)
-    log.start()
-    for i in range(45):
-        log.append(encoded(1, start=i), 1)
-    log.close()
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["predictions-unit.jsonl", "predictions-unit.jsonl.1", "predictions-unit.jsonl.2"]
+def test_files_rotate_by_size_at_line_boundaries_and_only_the_newest_are_kept(tmp_path: Path) -> None:
+    one = to_lines([record(1767268800.0, pid(0), dict(zip(NAMES, ROW, strict=True)), 0, "setosa", 0.9, MODEL, 0.1)])
+    output = RotatingFile(tmp_path, "unit", max_bytes=10 * len(one), backups=2)
+    data = b"".join(one.replace(pid(0).encode(), pid(i).encode()) for i in range(45))
+    output.write(data[:1000])
+    output.write(data[1000:])
+    output.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "predictions-unit.jsonl", "predictions-unit.jsonl.1", "predictions-unit.jsonl.2"]
     for path in tmp_path.iterdir():
-        assert path.stat().st_size <= 10 * one_line
-    newest_rotation = [json.loads(x)["prediction_id"]
-                       for x in (tmp_path / "predictions-unit.jsonl.1").read_text().splitlines()]
-    live = [json.loads(x)["prediction_id"] for x in (tmp_path / "predictions-unit.jsonl").read_text().splitlines()]
-    assert live == [f"id{i:04d}" for i in range(40, 45)]
-    assert newest_rotation == [f"id{i:04d}" for i in range(30, 40)]
+        assert path.stat().st_size <= 10 * len(one)
+    ids = {p.name: [json.loads(x)["prediction_id"] for x in p.read_text().splitlines()] for p in tmp_path.iterdir()}
+    assert ids["predictions-unit.jsonl"] == [pid(i) for i in range(40, 45)]
+    assert ids["predictions-unit.jsonl.1"] == [pid(i) for i in range(30, 40)]
+    assert ids["predictions-unit.jsonl.2"] == [pid(i) for i in range(20, 30)]
 
 
 def test_rows_beyond_the_queue_bound_are_dropped_and_counted_not_blocked(tmp_path: Path) -> None:
     dropped: list[int] = []
-    log = PredictionLog(tmp_path, "unit", max_bytes=10_000_000, backups=1, max_queue_rows=10, on_drop=dropped.append)
-    for i in range(4):  # not started: nothing drains
-        log.append(encoded(3, start=3 * i), 3)
+    log = new_log(tmp_path, max_queue_rows=10, on_drop=dropped.append)
+    model = iris()
+    for i in range(4):  # not started: nothing is sent
+        add(log, model, 3, start=3 * i)
     assert log.queued_rows == 9 and log.dropped_rows == 3 and dropped == [3]
     log.start()
     log.close()
@@ -138,9 +161,32 @@ def test_rows_beyond_the_queue_bound_are_dropped_and_counted_not_blocked(tmp_pat
 
 
 def test_appending_to_an_existing_file_continues_it(tmp_path: Path) -> None:
-    for _ in range(2):
-        log = PredictionLog(tmp_path, "unit", max_bytes=10_000_000, backups=1)
+    for start in (0, 2):
+        log = new_log(tmp_path)
         log.start()
-        log.append(encoded(2), 2)
+        add(log, iris(), 2, start=start)
         log.close()
-    assert len(lines(tmp_path)) == 4
+    assert [r["prediction_id"] for r in lines(tmp_path)] == [pid(i) for i in range(4)]
+
+
+@pytest.mark.timeout(60)
+def test_a_writer_that_dies_is_replaced_and_its_rows_counted(tmp_path: Path) -> None:
+    dropped: list[int] = []
+    log = new_log(tmp_path, on_drop=dropped.append, interval=0.02)
+    log.start()
+    model = iris()
+    add(log, model, start=0)
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "predictions-unit.jsonl").exists() or not lines(tmp_path):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert log._writer is not None
+    log._writer.kill()
+    log._writer.wait()
+    add(log, model, start=1)  # goes to the dead writer: counted as dropped, a new writer starts
+    while not dropped and time.monotonic() < deadline:
+        time.sleep(0.02)
+    add(log, model, start=2)  # the new writer knows the model again
+    log.close()
+    assert dropped == [1]
+    assert [r["prediction_id"] for r in lines(tmp_path)] == [pid(0), pid(2)]
