@@ -44,17 +44,25 @@ def row_struct(n_features: int) -> struct.Struct:
     return struct.Struct(f"<cHhddd32s{n_features}d")
 
 
+_milli_cache: tuple[int, str] = (-1, "")
+
+
 def format_timestamp(epoch: float) -> str:
-    """``2026-01-01T12:00:00.123Z`` (UTC, milliseconds, truncated); the seconds part is cached."""
-    global _second_cache
+    """``2026-01-01T12:00:00.123Z`` (UTC, milliseconds, truncated); cached per millisecond and second."""
+    global _second_cache, _milli_cache
     # The microsecond added absorbs float error (1767268800.123 is stored as ...122999).
     millis = int(epoch * 1000 + 0.001)
+    cached_millis, stamp = _milli_cache
+    if millis == cached_millis:
+        return stamp
     second, fraction = divmod(millis, 1000)
     cached_second, prefix = _second_cache
     if second != cached_second:
         prefix = datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
         _second_cache = (second, prefix)
-    return f"{prefix}.{fraction:03d}Z"
+    stamp = f"{prefix}.{fraction:03d}Z"
+    _milli_cache = (millis, stamp)
+    return stamp
 
 
 def record(timestamp: float, prediction_id: str, features: dict[str, Any], class_id: Any, class_name: str,
@@ -85,6 +93,10 @@ class _Model:
     class_names: list[str]
     layout: struct.Struct
 
+    @property
+    def any_integer(self) -> bool:
+        return any(self.integer)
+
 
 class FrameDecoder:
     """Turns the byte stream into JSON lines; keeps an incomplete frame for the next ``feed``."""
@@ -112,11 +124,17 @@ class FrameDecoder:
                     break
                 _, _, position, timestamp, latency, probability, pid, *values = layout.unpack_from(buffer, offset)
                 offset += layout.size
-                features = {n: (None if v != v else (int(v) if integer and v.is_integer() else v))
-                            for n, v, integer in zip(model.names, values, model.integer, strict=True)}
-                records.append(record(timestamp, pid.decode("ascii"), features, model.class_ids[position],
-                                      model.class_names[position], None if probability != probability else probability,
-                                      model.model, latency))
+                if model.any_integer:
+                    features = {n: (int(v) if integer and v.is_integer() else v)
+                                for n, v, integer in zip(model.names, values, model.integer, strict=True)}
+                else:
+                    features = dict(zip(model.names, values))  # noqa: B905  (the layout has one per name)
+                # NaN (a missing feature, no probability) is written as null by orjson.
+                records.append({"timestamp": format_timestamp(timestamp), "event": "prediction",
+                                "prediction_id": pid.decode("ascii"), "features": features,
+                                "prediction": {"class_id": model.class_ids[position],
+                                               "class_name": model.class_names[position], "probability": probability},
+                                "model": model.model, "latency_ms": round(latency, 3)})
                 continue
             if offset + HEADER.size > size:
                 break
