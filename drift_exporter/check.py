@@ -27,6 +27,7 @@ from drift_exporter.stats import (
     CategoryCounts,
     FloatArray,
     NumericReference,
+    anderson_darling_test,
     chisquare_goodness_of_fit,
     chisquare_homogeneity,
     count_categories,
@@ -160,6 +161,11 @@ def _numeric_feature(name: str, ref: NumericReference, values: FloatArray, polic
         statistic, p = ks_test(ref.sorted_values, current)
         item.scores["ks"] = statistic
         item.p_values["ks"] = p
+        value = p
+    elif method == "anderson":
+        statistic, p = anderson_darling_test(ref.sorted_values, current)
+        item.scores["anderson"] = statistic
+        item.p_values["anderson"] = p
         value = p
     elif method in ("chisquare", "chisquare_gof", "z"):
         value = _table_test(method, numeric_value_counts(ref, current), None, item)

@@ -14,13 +14,14 @@ from typing import Literal
 
 from drift_exporter.stats import Correction, adjust_p_values
 
-Method = Literal["ks", "wasserstein", "psi", "jensenshannon", "chisquare", "chisquare_gof", "z"]
+Method = Literal["ks", "anderson", "wasserstein", "psi", "jensenshannon", "chisquare", "chisquare_gof", "z"]
 Kind = Literal["numeric", "categorical"]
 ChiSquare = Literal["homogeneity", "goodness_of_fit"]
 
-METHODS: tuple[Method, ...] = ("ks", "wasserstein", "psi", "jensenshannon", "chisquare", "chisquare_gof", "z")
-P_VALUE_METHODS: frozenset[str] = frozenset({"ks", "chisquare", "chisquare_gof", "z"})
-NUMERIC_ONLY: frozenset[str] = frozenset({"ks", "wasserstein"})
+METHODS: tuple[Method, ...] = ("ks", "anderson", "wasserstein", "psi", "jensenshannon", "chisquare", "chisquare_gof",
+                               "z")
+P_VALUE_METHODS: frozenset[str] = frozenset({"ks", "anderson", "chisquare", "chisquare_gof", "z"})
+NUMERIC_ONLY: frozenset[str] = frozenset({"ks", "anderson", "wasserstein"})
 # Evidently's boundary between a "small" reference (statistical tests) and a large one (distances).
 SMALL_REFERENCE_ROWS = 1000
 
@@ -80,8 +81,8 @@ def choose_method(kind: Kind, reference_rows: int, distinct_values: int, policy:
 
 
 def is_drift(method: Method, value: float, threshold: float) -> bool:
-    """Evidently's comparison per method: KS p <= threshold; chi-square and z p < threshold;
-    distances >= threshold."""
+    """Evidently's comparison per method: KS p <= threshold; Anderson-Darling, chi-square and z
+    p < threshold; distances >= threshold."""
     if method == "ks":
         return value <= threshold
     if method in P_VALUE_METHODS:

@@ -283,8 +283,10 @@ def test_settings_come_from_the_environment_names_and_refuse_impossible_windows(
     monkeypatch.setenv("DRIFTWATCH_DRIFT_PORT", "9999")
     monkeypatch.setenv("DRIFTWATCH_DRIFT_INTERVAL_SECONDS", "5")
     monkeypatch.setenv("DRIFTWATCH_DRIFT_MULTIPLE_TESTING", "bh")
+    monkeypatch.setenv("DRIFTWATCH_DRIFT_NUMERIC_METHOD", "anderson")
     settings = DriftExporterSettings()
     assert (settings.port, settings.interval_seconds, settings.multiple_testing) == (9999, 5.0, "bh")
+    assert settings.policy().numeric_method == "anderson"
     assert settings.resolved_log_dir == (tmp_path / "predictions").resolve()
     # By default a verdict needs a full window.
     assert settings.policy().min_window_rows == settings.window_rows == 2000

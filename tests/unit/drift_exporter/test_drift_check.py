@@ -68,6 +68,18 @@ def test_one_shifted_feature_is_flagged_and_only_that_one(small_reference) -> No
     assert shifted.scores["wasserstein"] > result.feature("f0").scores["wasserstein"]
 
 
+def test_anderson_darling_decides_when_configured_and_its_p_value_is_corrected_like_ks(small_reference) -> None:
+    frame = gaussian(1, 1000, shift={"f2": 0.5})
+    result = compute_drift(small_reference, window_of(frame, classes(1, 1000), ["7"] * 1000, set(frame)),
+                           DriftPolicy(min_window_rows=100, numeric_method="anderson"))
+    assert {f.feature: f.detected for f in result.features} == {"f0": False, "f1": False, "f2": True, "f3": False}
+    assert all(f.method == "anderson" for f in result.features)
+    shifted = result.feature("f2")
+    assert set(shifted.p_values) == {"anderson"} and shifted.value == shifted.p_values["anderson"]
+    assert shifted.adjusted_p_value == pytest.approx(min(1.0, shifted.p_values["anderson"] * 4))
+    assert shifted.scores["anderson"] > result.feature("f0").scores["anderson"]
+
+
 def test_half_the_features_drifting_is_dataset_drift(small_reference) -> None:
     frame = gaussian(2, 800, shift={"f0": 1.0, "f3": -1.0})
     result = compute_drift(small_reference, window_of(frame, classes(2, 800), ["7"] * 800, set(frame)),
