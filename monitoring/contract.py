@@ -1,4 +1,5 @@
-"""The metric names of DESIGN.md's metrics contract: what dashboards and alert rules may read."""
+"""The metric names of DESIGN.md's metrics contract (and the few counters the services export beyond
+it): what dashboards and alert rules may read."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import yaml
 
 # name -> type, exactly as DESIGN.md lists them.
-CONTRACT_METRICS: dict[str, str] = {
+DESIGN_METRICS: dict[str, str] = {
     "model_predictions_total": "counter",
     "model_prediction_errors_total": "counter",
     "model_prediction_duration_seconds": "histogram",
@@ -25,6 +26,18 @@ CONTRACT_METRICS: dict[str, str] = {
     "model_rollbacks_total": "counter",
     "rollback_webhook_decisions_total": "counter",
 }
+
+# Counters the services export beyond DESIGN.md's table that alerts and dashboards read: lost
+# prediction log rows and failed registry polls (serving/metrics.py), failed drift checks and
+# unreadable prediction log lines (drift_exporter/metrics.py). Labels: model_name (+ reason).
+DATA_LOSS_METRICS: dict[str, str] = {
+    "model_prediction_log_dropped_total": "counter",
+    "model_registry_poll_errors_total": "counter",
+    "model_drift_errors_total": "counter",
+    "model_drift_log_corrupt_lines_total": "counter",
+}
+
+CONTRACT_METRICS: dict[str, str] = {**DESIGN_METRICS, **DATA_LOSS_METRICS}
 
 # Series Prometheus makes itself: scrape health and the state of alerting rules.
 BUILTIN_SERIES = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})

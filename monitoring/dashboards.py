@@ -249,6 +249,20 @@ def serving_dashboard() -> dict[str, Any]:
                    [target('histogram_quantile(0.95, sum by (handler, le) '
                            '(rate(http_request_duration_seconds_bucket{job="serving"}[$__rate_interval])))',
                            "{{handler}}")], "s")),
+        (15, Panel("timeseries", "Prediction log rows dropped",
+                   "Prediction log rows serving answered but could not hand to the log writer (writer behind or "
+                   "gone, row not encodable), per process. The drift exporter never sees them. "
+                   "PredictionLogDropping warns when rows were dropped in the last 10 minutes, for 5 minutes.",
+                   [target(f"sum by (instance) (increase(model_prediction_log_dropped_total{{{M}}}"
+                           f"[$__rate_interval]))", "{{instance}}")],
+                   "short", bars=True, axis_label="rows dropped")),
+        (16, Panel("timeseries", "Registry poll errors",
+                   "Failed checks of the production alias in the registry, per serving process. While they fail, "
+                   "promotions and rollbacks do not reach serving. RegistryUnreachable warns when they go on for "
+                   "10 minutes.",
+                   [target(f"sum by (instance) (increase(model_registry_poll_errors_total{{{M}}}"
+                           f"[$__rate_interval]))", "{{instance}}")],
+                   "short", bars=True, axis_label="failed polls")),
     ]
     variables = [datasource_variable(),
                  query_variable("model", "Model", "label_values(model_predictions_total, model_name)", multi=False),
@@ -308,6 +322,22 @@ def drift_dashboard() -> dict[str, Any]:
                    "Seconds since the last successful check. Over 5 minutes for 5 minutes: DriftCheckStale.",
                    [target(f"time() - max by (model_name) (model_drift_last_run_timestamp_seconds{{{M}}})",
                            "{{model_name}}")], "s", threshold=[("green", None), ("orange", STALE_SECONDS)], line=True)),
+        # The error series of a reason only exists after its first error: "none" (0) until then.
+        (11, Panel("timeseries", "Drift check errors by reason",
+                   "Drift checks that failed, by reason (registry_unavailable, registry, reference, window, "
+                   "internal); registry_unavailable also counts checks that went on with the last known "
+                   "production version. DriftCheckFailing warns when errors go on for 10 minutes while checks "
+                   "still finish; when they stop finishing, DriftCheckStale does.",
+                   [target(f"sum by (reason) (increase(model_drift_errors_total{{{M}}}[$__rate_interval]))\n"
+                           'or on () label_replace(vector(0), "reason", "none", "", "")', "{{reason}}")],
+                   "short", bars=True, axis_label="failed checks")),
+        (12, Panel("timeseries", "Corrupt prediction log lines",
+                   "Prediction log lines the drift exporter could not read as a prediction record (each counted "
+                   "once); those predictions are missing from drift checks. PredictionLogCorrupt warns when "
+                   "some were met in the last 10 minutes, for 5 minutes.",
+                   [target(f"sum by (instance) (increase(model_drift_log_corrupt_lines_total{{{M}}}"
+                           f"[$__rate_interval]))", "{{instance}}")],
+                   "short", bars=True, axis_label="corrupt lines")),
     ]
     variables = [datasource_variable(),
                  query_variable("model", "Model", "label_values(model_drift_window_rows, model_name)", multi=False),

@@ -153,7 +153,11 @@ def serving_metrics(traffic: Traffic) -> str:
               "# TYPE model_loaded gauge", f'model_loaded{{model_name="{MODEL}"}} 1',
               "# TYPE model_reloads_total counter",
               f'model_reloads_total{{model_name="{MODEL}",result="success"}} 2',
-              f'model_reloads_total{{model_name="{MODEL}",result="failure"}} 0']
+              f'model_reloads_total{{model_name="{MODEL}",result="failure"}} 0',
+              "# TYPE model_prediction_log_dropped_total counter",
+              f'model_prediction_log_dropped_total{{model_name="{MODEL}"}} 0',
+              "# TYPE model_registry_poll_errors_total counter",
+              f'model_registry_poll_errors_total{{model_name="{MODEL}"}} 0']
     return "\n".join(lines) + "\n"
 
 
@@ -169,7 +173,10 @@ def drift_metrics(traffic: Traffic) -> str:
               f'model_prediction_drift_score{{{labels},method="jensenshannon"}} 0.02',
               "# TYPE model_drift_window_rows gauge", f"model_drift_window_rows{{{labels}}} 1000",
               "# TYPE model_drift_last_run_timestamp_seconds gauge",
-              f'model_drift_last_run_timestamp_seconds{{model_name="{MODEL}"}} {time.time() - 2:.3f}']
+              f'model_drift_last_run_timestamp_seconds{{model_name="{MODEL}"}} {time.time() - 2:.3f}',
+              # like the real exporter without errors: no model_drift_errors_total series yet
+              "# TYPE model_drift_log_corrupt_lines_total counter",
+              f'model_drift_log_corrupt_lines_total{{model_name="{MODEL}"}} 0']
     return "\n".join(lines) + "\n"
 
 

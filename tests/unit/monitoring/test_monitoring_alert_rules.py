@@ -172,6 +172,15 @@ MUTATIONS = [
                  "under 300 rows", id="drift-window-minimum-dropped"),
     pytest.param("\n              or\n                (model_rollbacks_total unless model_rollbacks_total offset 15m),",
                  ",", "fires at once for a new rollback", id="new-rollback-series-missed"),
+    pytest.param("increase(model_prediction_log_dropped_total[10m]) > 0",
+                 "increase(model_prediction_log_dropped_total[10m]) > 5",
+                 "PredictionLogDropping fires 5 minutes after rows are dropped", id="log-drop-threshold-raised"),
+    pytest.param("increase(model_registry_poll_errors_total[5m]) > 0\n        for: 10m",
+                 "increase(model_registry_poll_errors_total[5m]) > 0\n        for: 1m",
+                 "RegistryUnreachable stays quiet for a short registry blip", id="registry-hold-shortened"),
+    pytest.param("\n          and on (job, instance, model_name)\n"
+                 "          time() - model_drift_last_run_timestamp_seconds <= 300", "",
+                 "DriftCheckFailing stays quiet when checks stop finishing", id="drift-failing-duplicates-stale"),
 ]
 
 

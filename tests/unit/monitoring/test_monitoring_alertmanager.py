@@ -24,6 +24,11 @@ EXPECTED_RECEIVERS = {
     "FeatureDrift": "slack-ml",
     "PredictionDrift": "slack-ml",
     "DriftCheckStale": "slack-ml",
+    # data that drift detection relies on is lost, or serving cannot follow the registry: warnings
+    "PredictionLogDropping": "slack-ml",
+    "RegistryUnreachable": "slack-ml",
+    "DriftCheckFailing": "slack-ml",
+    "PredictionLogCorrupt": "slack-ml",
     "ModelRolledBack": "slack-rollbacks",
 }
 
@@ -137,6 +142,8 @@ def test_a_down_target_holds_back_the_alerts_of_its_job() -> None:
     assert rule["equal"] == ["job"]
     inhibited = set(re.fullmatch(r'alertname=~"(.*)"', rule["target_matchers"][0]).group(1).split("|"))  # type: ignore[union-attr]
     assert {"HighErrorRate", "HighLatency"} <= inhibited
+    # while serving or the exporter is down, its counters go stale: no data-loss warnings on top
+    assert {"PredictionLogDropping", "RegistryUnreachable", "DriftCheckFailing", "PredictionLogCorrupt"} <= inhibited
     assert "InstanceDown" not in inhibited and "ModelRolledBack" not in inhibited
     # the link is the job label, so every inhibited alert must fire with one
     cases = alert_cases()
