@@ -1,7 +1,7 @@
 """Resident memory of the drift exporter with a 1 GB prediction log folder against a 10 MB one.
 
 Inputs: Iris logistic regression v1 registered and promoted in an embedded (SQLite) registry in a
-temporary DRIFTWATCH_HOME; two log folders in the DESIGN.md record format, written in the layout
+temporary DRIFTWATCH_HOME; two log folders in the docs/contract.md record format, written in the layout
 serving uses (``predictions-<instance>.jsonl`` rotated to ``.1`` ... ``.N``), timestamps within the
 last hour:
   small: 2 instances x 5 files x 1 MiB   = 10 MiB

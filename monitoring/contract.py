@@ -1,4 +1,4 @@
-"""The metric names of DESIGN.md's metrics contract (and the few counters the services export beyond
+"""The metric names of docs/contract.md's metrics contract (and the few counters the services export beyond
 it): what dashboards and alert rules may read."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-# name -> type, exactly as DESIGN.md lists them.
-DESIGN_METRICS: dict[str, str] = {
+# name -> type, exactly as docs/contract.md lists them.
+CORE_METRICS: dict[str, str] = {
     "model_predictions_total": "counter",
     "model_prediction_errors_total": "counter",
     "model_prediction_duration_seconds": "histogram",
@@ -27,7 +27,7 @@ DESIGN_METRICS: dict[str, str] = {
     "rollback_webhook_decisions_total": "counter",
 }
 
-# Counters the services export beyond DESIGN.md's table that alerts and dashboards read: lost
+# Counters the services export beyond docs/contract.md's metrics table that alerts and dashboards read: lost
 # prediction log rows and failed registry polls (serving/metrics.py), failed drift checks and
 # unreadable prediction log lines (drift_exporter/metrics.py). Labels: model_name (+ reason).
 DATA_LOSS_METRICS: dict[str, str] = {
@@ -37,7 +37,7 @@ DATA_LOSS_METRICS: dict[str, str] = {
     "model_drift_log_corrupt_lines_total": "counter",
 }
 
-CONTRACT_METRICS: dict[str, str] = {**DESIGN_METRICS, **DATA_LOSS_METRICS}
+CONTRACT_METRICS: dict[str, str] = {**CORE_METRICS, **DATA_LOSS_METRICS}
 
 # Series Prometheus makes itself: scrape health and the state of alerting rules.
 BUILTIN_SERIES = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})

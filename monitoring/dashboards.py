@@ -4,7 +4,7 @@
 files differ from what this module builds. Panel ids are fixed here because alert annotations
 link to them (``viewPanel=<id>``).
 
-Queries use only contract metrics (DESIGN.md), the recording rules, ``up`` and ``ALERTS``;
+Queries use only contract metrics (docs/contract.md), the recording rules, ``up`` and ``ALERTS``;
 ``$__rate_interval`` for raw counters; the recorded ``...:rate5m`` series where a panel shows what
 an alert sees. Every panel has a unit.
 """

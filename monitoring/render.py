@@ -250,7 +250,7 @@ def _dump(path: Path, document: dict[str, Any], source: Path, timing: str) -> No
 
 # ---------------------------------------------------------------------- command line
 PRESETS: dict[str, dict[str, Any]] = {
-    # `driftwatch up`: every process on 127.0.0.1, DESIGN.md ports.
+    # `driftwatch up`: every process on 127.0.0.1, docs/contract.md ports.
     "local": {
         "targets": {"serving": ["127.0.0.1:8000"], "drift_exporter": ["127.0.0.1:9101"],
                     "rollback_webhook": ["127.0.0.1:9102"], "prometheus": ["127.0.0.1:9090"],

@@ -1,4 +1,4 @@
-"""The webhook's Prometheus metrics (names and labels from DESIGN.md), built on a registry passed in."""
+"""The webhook's Prometheus metrics (names and labels from docs/contract.md), built on a registry passed in."""
 
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ def format_timestamp(epoch: float) -> str:
 
 def record(timestamp: float, prediction_id: str, features: dict[str, Any], class_id: Any, class_name: str,
            probability: float | None, model: dict[str, str], latency_ms: float) -> dict[str, Any]:
-    """One prediction in the DESIGN.md record format."""
+    """One prediction in the docs/contract.md record format."""
     return {"timestamp": format_timestamp(timestamp), "event": "prediction", "prediction_id": prediction_id,
             "features": features,
             "prediction": {"class_id": class_id, "class_name": class_name, "probability": probability},

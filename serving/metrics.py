@@ -1,4 +1,4 @@
-"""The service's Prometheus metrics (names and labels from DESIGN.md), built on a registry passed in.
+"""The service's Prometheus metrics (names and labels from docs/contract.md), built on a registry passed in.
 
 The metrics every request touches (predictions, prediction errors, prediction duration, HTTP
 requests and durations) are loop-local families: plain numbers updated only on the event loop

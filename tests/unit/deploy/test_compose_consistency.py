@@ -16,8 +16,8 @@ from rollback_webhook.settings import WebhookSettings
 from serving.settings import ServingSettings
 from tests.unit.deploy.deploy_files import REPO, Compose
 
-# DESIGN.md, "Ports and processes": the contract every part and every user relies on.
-DESIGN_PORTS = {
+# docs/contract.md, "Ports and processes": the contract every part and every user relies on.
+CONTRACT_PORTS = {
     "serving": 8000,
     "drift-exporter": 9101,
     "rollback-webhook": 9102,
@@ -87,21 +87,21 @@ def port_of(url: str) -> int:
 
 
 def test_container_ports_are_the_design_ports(compose: Compose) -> None:
-    for name, port in DESIGN_PORTS.items():
+    for name, port in CONTRACT_PORTS.items():
         assert [p.container_port for p in compose.published_ports(name)] == [port], name
 
 
 def test_design_ports_are_the_defaults_of_the_service_settings() -> None:
-    assert field_default(ServingSettings, "DRIFTWATCH_SERVING_PORT") == DESIGN_PORTS["serving"]
-    assert field_default(DriftExporterSettings, "DRIFTWATCH_DRIFT_PORT") == DESIGN_PORTS["drift-exporter"]
-    assert field_default(WebhookSettings, "DRIFTWATCH_WEBHOOK_PORT") == DESIGN_PORTS["rollback-webhook"]
+    assert field_default(ServingSettings, "DRIFTWATCH_SERVING_PORT") == CONTRACT_PORTS["serving"]
+    assert field_default(DriftExporterSettings, "DRIFTWATCH_DRIFT_PORT") == CONTRACT_PORTS["drift-exporter"]
+    assert field_default(WebhookSettings, "DRIFTWATCH_WEBHOOK_PORT") == CONTRACT_PORTS["rollback-webhook"]
 
 
 def test_design_ports_are_the_defaults_of_the_stack_settings() -> None:
     s = StackSettings()
     assert {"serving": s.serving_port, "drift-exporter": s.drift_exporter_port, "rollback-webhook": s.webhook_port,
             "mlflow": s.mlflow_port, "prometheus": s.prometheus_port, "alertmanager": s.alertmanager_port,
-            "grafana": port_of(s.grafana_url)} == DESIGN_PORTS
+            "grafana": port_of(s.grafana_url)} == CONTRACT_PORTS
 
 
 def test_each_service_is_told_to_listen_on_its_port_on_all_interfaces(compose: Compose) -> None:
@@ -110,10 +110,10 @@ def test_each_service_is_told_to_listen_on_its_port_on_all_interfaces(compose: C
         port_keys = [k for k in env if k.endswith("_PORT")]
         host_keys = [k for k in env if k.endswith("_HOST")]
         assert len(port_keys) == 1 and len(host_keys) == 1, (name, env)
-        assert int(env[port_keys[0]]) == DESIGN_PORTS[name]
+        assert int(env[port_keys[0]]) == CONTRACT_PORTS[name]
         assert env[host_keys[0]] == "0.0.0.0", f"{name} would listen on loopback inside its container"
     command = compose.command("mlflow")
-    assert "--host=0.0.0.0" in command and f"--port={DESIGN_PORTS['mlflow']}" in command
+    assert "--host=0.0.0.0" in command and f"--port={CONTRACT_PORTS['mlflow']}" in command
 
 
 def test_healthchecks_probe_the_port_each_service_listens_on(compose: Compose) -> None:
@@ -175,17 +175,17 @@ def test_services_that_authenticate_get_their_tokens(compose: Compose) -> None:
 
 def test_the_rollback_webhook_reloads_serving_by_its_compose_name(compose: Compose) -> None:
     urls = compose.environment("rollback-webhook")["DRIFTWATCH_SERVING_URLS"].split(",")
-    assert urls == [f"http://serving:{DESIGN_PORTS['serving']}"]
+    assert urls == [f"http://serving:{CONTRACT_PORTS['serving']}"]
 
 
 def test_every_registry_client_uses_the_compose_mlflow(compose: Compose) -> None:
     for name in ("trainer", "serving", "drift-exporter", "rollback-webhook"):
-        assert compose.environment(name)["MLFLOW_TRACKING_URI"] == f"http://mlflow:{DESIGN_PORTS['mlflow']}"
+        assert compose.environment(name)["MLFLOW_TRACKING_URI"] == f"http://mlflow:{CONTRACT_PORTS['mlflow']}"
     allowed = next(a for a in compose.command("mlflow") if a.startswith("--allowed-hosts="))
     hosts = allowed.split("=", 1)[1].split(",")
     # MLflow 3 answers 403 to an unknown Host header (its health endpoint excepted, so a health
     # check alone would not notice): the name the clients use must be allowed, with its port.
-    assert {"mlflow", f"mlflow:{DESIGN_PORTS['mlflow']}"} <= set(hosts)
+    assert {"mlflow", f"mlflow:{CONTRACT_PORTS['mlflow']}"} <= set(hosts)
 
 
 def test_mlflow_keeps_its_backend_store_and_artifacts_in_volumes(compose: Compose) -> None:

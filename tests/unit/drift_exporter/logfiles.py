@@ -1,4 +1,4 @@
-"""Write prediction log lines in the DESIGN.md format (for window, monitor and app tests)."""
+"""Write prediction log lines in the docs/contract.md format (for window, monitor and app tests)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from tests.unit.monitoring.monitoring_files import (
     recordings,
 )
 
-DESIGN_ALERTS = {"HighErrorRate", "HighLatency", "InstanceDown", "ModelNotLoaded", "FeatureDrift", "PredictionDrift",
+CONTRACT_ALERTS = {"HighErrorRate", "HighLatency", "InstanceDown", "ModelNotLoaded", "FeatureDrift", "PredictionDrift",
                  "DriftCheckStale", "ModelRolledBack"}
 ROLLBACK_ALERTS = {"HighErrorRate", "HighLatency"}
 # Alertmanager's own counter: the only series outside the contract an alert reads.
@@ -43,7 +43,7 @@ def test_promtool_unit_tests_pass(promtool: str, test_file: Path) -> None:
 
 
 def test_every_alert_of_the_design_exists() -> None:
-    assert alerts().keys() >= DESIGN_ALERTS
+    assert alerts().keys() >= CONTRACT_ALERTS
 
 
 def test_every_alert_has_a_firing_and_a_silent_promtool_case() -> None:
@@ -61,7 +61,7 @@ def test_firing_cases_check_every_annotation() -> None:
                 assert annotations == set(alerts()[name]["annotations"]), name
 
 
-@pytest.mark.parametrize("name", sorted(DESIGN_ALERTS - {"InstanceDown", "ModelNotLoaded", "DriftCheckStale"}))
+@pytest.mark.parametrize("name", sorted(CONTRACT_ALERTS - {"InstanceDown", "ModelNotLoaded", "DriftCheckStale"}))
 def test_alerts_about_a_model_version_fire_with_its_name_and_version(name: str) -> None:
     for case in alert_cases()[name]:
         for expected in case.get("exp_alerts") or []:

@@ -1,4 +1,4 @@
-"""The metrics exposition: DESIGN.md names and labels, cumulative buckets, a valid text format."""
+"""The metrics exposition: docs/contract.md names and labels, cumulative buckets, a valid text format."""
 
 from __future__ import annotations
 

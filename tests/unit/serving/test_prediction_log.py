@@ -1,4 +1,4 @@
-"""The prediction log: DESIGN.md records, nothing lost on close, size rotation, count retention,
+"""The prediction log: docs/contract.md records, nothing lost on close, size rotation, count retention,
 bounded memory, a writer process that dies."""
 
 from __future__ import annotations
