@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -12,6 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from driftwatch.processes import free_port
+
+__all__ = ["IN_CI", "free_port", "require_binary", "stop_process", "wait_for_http"]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -25,12 +28,6 @@ def require_binary(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)  # only outside CI
     return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_http(url: str, *, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None,
