@@ -17,6 +17,7 @@ from drift_exporter.metrics import DriftMetrics
 from drift_exporter.reference import PreparedReference, ReferenceCache, load_reference
 from drift_exporter.settings import DriftExporterSettings
 from drift_exporter.window import LogReader, Window
+from driftwatch.redact import redact
 from model_registry.errors import RegistryError, RegistryUnavailable
 from model_registry.versions import VersionInfo
 
@@ -98,11 +99,11 @@ class DriftMonitor:
             state.status = result.status if result is not None else "no_production"
             self.metrics.mark_run(self.clock())
         except CheckFailed as exc:
-            state.status, state.error = "error", f"{exc.reason}: {exc}"
+            state.status, state.error = "error", redact(f"{exc.reason}: {exc}")
             self.metrics.errors.labels(self.metrics.model_name, exc.reason).inc()
             log.warning("drift check failed (%s): %s", exc.reason, exc)
         except Exception as exc:  # the scheduler's boundary: log, count, keep running
-            state.status, state.error = "error", f"internal: {type(exc).__name__}: {exc}"
+            state.status, state.error = "error", redact(f"internal: {type(exc).__name__}: {exc}")
             self.metrics.errors.labels(self.metrics.model_name, "internal").inc()
             log.exception("drift check failed unexpectedly")
         finally:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
+from driftwatch.redact import redact
 from model_registry.errors import RegistryError
 from model_registry.settings import RegistrySettings
 from model_registry.versions import VersionInfo
@@ -222,10 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except CommandError as exc:
-        print(f"driftwatch: error: {exc}", file=sys.stderr)
+        print(f"driftwatch: error: {redact(str(exc))}", file=sys.stderr)
         return 1
     except RegistryError as exc:
-        print(f"driftwatch: error: {exc}", file=sys.stderr)
+        print(f"driftwatch: error: {redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -11,6 +11,8 @@ from typing import Any
 
 import orjson
 
+from driftwatch.redact import redact
+
 # Attributes every LogRecord has, and uvicorn's terminal-colour duplicate of the message.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message", "asctime", "taskName", "color_message"}
@@ -33,7 +35,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        return orjson.dumps(entry, default=str).decode()
+        return redact(orjson.dumps(entry, default=str).decode())
 
 
 def configure_logging(level: str = "INFO", *, quiet: Iterable[str] = CHATTY) -> None:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from driftwatch.redact import redact
+
 
 class RegistryError(Exception):
-    """Base class: something about the registry or a version is not as required."""
+    """Base class: something about the registry or a version is not as required. The message never
+    carries credentials (a tracking URI's password, S3 keys): they are redacted here, once."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(a) if isinstance(a, str) else a for a in args))
 
 
 class RegistryUnavailable(RegistryError):

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from driftwatch.redact import redact
 from rollback_webhook.actions import RegistryPort, Reloader, ServingReloader
 from rollback_webhook.decision import ALL_DECISION_LABELS
 from rollback_webhook.metrics import UNMATCHED_HANDLER, WebhookMetrics
@@ -72,7 +73,7 @@ def _bearer(request: Request) -> str | None:
 
 
 def _problem(status: int, detail: str, **headers: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers or None)
+    return JSONResponse({"detail": redact(detail)}, status_code=status, headers=headers or None)
 
 
 def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None = None,
@@ -173,7 +174,7 @@ def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None 
         try:
             store.check()
         except sqlite3.Error as exc:
-            return JSONResponse({"status": "store_unavailable", "detail": str(exc)}, status_code=503)
+            return JSONResponse({"status": "store_unavailable", "detail": redact(str(exc))}, status_code=503)
         return JSONResponse({"status": "ok", "model_name": settings.model_name, "policy": policy.describe()})
 
     return app

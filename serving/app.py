@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from driftwatch.redact import redact, redact_uri
 from model_registry import ModelRegistry
 from serving.asgi import ServingASGI
 from serving.metrics import ServingMetrics
@@ -78,7 +78,7 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
         model = store.current
         registry_status = store.status()
         if model is None:
-            return JSONResponse({"status": "no_model", "detail": store.last_error or "no model loaded yet",
+            return JSONResponse({"status": "no_model", "detail": redact(store.last_error or "no model loaded yet"),
                                  "registry": registry_status}, status_code=503)
         body: dict[str, Any] = {
             "status": "ok", "model_name": model.name, "model_version": model.version,
@@ -114,7 +114,7 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
                 "predictions_total": scorer.predictions_total,
             },
             "config": {
-                "tracking_uri": _redact(settings.registry.resolved_tracking_uri),
+                "tracking_uri": redact_uri(settings.registry.resolved_tracking_uri),
                 "registry_mode": settings.registry.registry_mode, "model_name": settings.registry.model_name,
                 "model_alias": settings.production_label, "model_uri": settings.production_uri,
                 "poll_interval_seconds": settings.poll_interval_seconds,
@@ -240,15 +240,6 @@ def _iso(epoch: float) -> str:
 
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="seconds")
 
-
-def _redact(uri: str) -> str:
-    """Drop credentials from a tracking URI before showing it."""
-    parts = urlsplit(uri)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return uri
 
 
 def _git_commit() -> str:

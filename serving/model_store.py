@@ -30,6 +30,7 @@ from typing import Any, Literal, Protocol
 
 import pandas as pd
 
+from driftwatch.redact import redact
 from model_registry import RegistryError, RegistryUnavailable, VersionInfo
 from serving.metrics import ModelSeries, ServingMetrics
 from serving.prediction_log import LogModel
@@ -410,5 +411,5 @@ class ModelStore:
             "registry_reachable": self.registry_reachable,
             "production_version": self.production_version,
             "last_check_at": _iso(self.last_check_at) if self.last_check_at else None,
-            "last_error": self.last_error,
+            "last_error": redact(self.last_error) if self.last_error else None,
         }
