@@ -63,7 +63,8 @@ def main() -> None:
         threading.Thread(target=warm_up, args=(registry,), name="warm-up", daemon=True).start()
     log.info("rollback webhook for %s on %s:%d; decisions in %s", settings.model_name, settings.host, settings.port,
              settings.resolved_store_path, extra={"policy": settings.policy().describe(),
-                                                  "serving_urls": settings.serving_url_list})
+                                                  "serving_urls": settings.serving_url_list,
+                                                  "serving_urls_resolve_all": settings.serving_urls_resolve_all})
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
 
 

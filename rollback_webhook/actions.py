@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import logging
+import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -72,16 +75,30 @@ class Reloader(Protocol):
     def reload_all(self) -> list[dict[str, Any]]: ...
 
 
+def resolve_addresses(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to now (IPv4 and IPv6, sorted, no duplicates)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
 class ServingReloader:
     """POST ``/admin/reload`` on each serving URL with the admin token. Failures are reported, never
-    raised: serving also polls the registry, so a missed reload only delays the switch."""
+    raised: serving also polls the registry, so a missed reload only delays the switch.
+
+    With ``resolve_all``, each URL's host name is resolved at every reload and every address it has
+    is called: one name for all replicas (a Kubernetes headless Service, a docker-compose service
+    with replicas) reloads each replica rather than the one a load balancer picks.
+    """
 
     def __init__(self, urls: list[str], admin_token: str | None, *, timeout_seconds: float,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, resolve_all: bool = False,
+                 resolver: Callable[[str, int], list[str]] = resolve_addresses) -> None:
         self.urls = urls
         self.admin_token = admin_token
         self.timeout_seconds = timeout_seconds
         self.transport = transport
+        self.resolve_all = resolve_all
+        self.resolver = resolver
 
     def reload_all(self) -> list[dict[str, Any]]:
         if not self.urls:
@@ -89,10 +106,40 @@ class ServingReloader:
         if self.admin_token is None:
             return [{"url": url, "result": "skipped", "detail": "no admin token (DRIFTWATCH_ADMIN_TOKEN)"}
                     for url in self.urls]
+        targets: list[str] = []
+        results: list[dict[str, Any]] = []
+        for url in self.urls:
+            if self.resolve_all:
+                expanded, problem = self._expand(url)
+                targets.extend(expanded)
+                if problem is not None:
+                    results.append(problem)
+            else:
+                targets.append(url)
+        if not targets:
+            return results
         headers = {"Authorization": f"Bearer {self.admin_token}"}
         with httpx.Client(timeout=self.timeout_seconds, transport=self.transport) as client, \
-                ThreadPoolExecutor(max_workers=min(8, len(self.urls))) as pool:
-            return list(pool.map(lambda url: self._reload_one(client, url, headers), self.urls))
+                ThreadPoolExecutor(max_workers=min(8, len(targets))) as pool:
+            return results + list(pool.map(lambda url: self._reload_one(client, url, headers), targets))
+
+    def _expand(self, url: str) -> tuple[list[str], dict[str, Any] | None]:
+        """``url`` once per address of its host, or a failure entry when the name has none."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            addresses = self.resolver(host, port)
+        except OSError as exc:
+            log.warning("serving reload: cannot resolve %s", host, extra={"url": url, "error": repr(exc)})
+            return [], {"url": url, "result": "failure", "detail": f"cannot resolve {host}: {exc}"}
+        if not addresses:
+            return [], {"url": url, "result": "failure", "detail": f"{host} has no address (no ready replica)"}
+        expanded = []
+        for address in addresses:
+            shown = f"[{address}]" if ":" in address else address
+            expanded.append(urlunsplit(parts._replace(netloc=f"{shown}:{port}")))
+        return expanded, None
 
     def _reload_one(self, client: httpx.Client, url: str, headers: dict[str, str]) -> dict[str, Any]:
         target = f"{url}/admin/reload"

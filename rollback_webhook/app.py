@@ -91,7 +91,8 @@ def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None 
     metrics.restore_last_rollback(store.last_rollback_at(settings.model_name))
     if reloader is None:
         reloader = ServingReloader(settings.serving_url_list, settings.resolved_admin_token(),
-                                   timeout_seconds=settings.reload_timeout_seconds)
+                                   timeout_seconds=settings.reload_timeout_seconds,
+                                   resolve_all=settings.serving_urls_resolve_all)
     policy = settings.policy()
     service = service or RollbackService(model_name=settings.model_name, policy=policy, registry=model_registry,
                                          store=store, metrics=metrics, reloader=reloader)

@@ -45,6 +45,10 @@ class WebhookSettings(BaseSettings):
     serving_urls: str = Field(
         default="", validation_alias=_env("DRIFTWATCH_SERVING_URLS", "serving_urls"),
         description="Comma-separated base URLs of serving instances told to reload after a rollback.")
+    serving_urls_resolve_all: bool = Field(
+        default=False, validation_alias=_env("DRIFTWATCH_SERVING_URLS_RESOLVE_ALL", "serving_urls_resolve_all"),
+        description="Resolve each serving URL's host at every reload and call every address it has (one "
+                    "name for all replicas: a Kubernetes headless Service, a compose service with replicas).")
     reload_timeout_seconds: float = Field(
         default=30.0, gt=0, le=600,
         description="How long one serving instance may take to answer a reload (it loads the model first).",

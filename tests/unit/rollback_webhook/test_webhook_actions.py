@@ -62,3 +62,48 @@ def test_load_errors_are_returned_but_an_unreachable_registry_raises() -> None:
     registry.unavailable = True
     with pytest.raises(RegistryUnavailable):
         load_error(registry, "1")
+
+
+def test_resolve_all_reloads_every_address_of_the_name() -> None:
+    """One name for all replicas (headless Service, compose replicas): each address is told to reload."""
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200)
+
+    asked: list[tuple[str, int]] = []
+
+    def resolver(host: str, port: int) -> list[str]:
+        asked.append((host, port))
+        return ["10.0.0.7", "10.0.0.8", "fd00::9"]
+
+    reloader = ServingReloader(["http://serving-replicas:8000"], "admin-token-0123456789", timeout_seconds=1,
+                               transport=httpx.MockTransport(handler), resolve_all=True, resolver=resolver)
+    results = reloader.reload_all()
+    assert asked == [("serving-replicas", 8000)]
+    assert sorted(seen) == ["http://10.0.0.7:8000/admin/reload", "http://10.0.0.8:8000/admin/reload",
+                            "http://[fd00::9]:8000/admin/reload"]
+    assert [r["result"] for r in results] == ["success"] * 3
+    assert reloader.reload_all() and len(asked) == 2  # resolved again at every reload: pods come and go
+
+
+def test_resolve_all_reports_a_name_without_addresses_and_keeps_reloading_the_others() -> None:
+    def resolver(host: str, port: int) -> list[str]:
+        if host == "gone":
+            raise OSError("Name or service not known")
+        return [] if host == "empty" else ["127.0.0.9"]
+
+    reloader = ServingReloader(["http://gone:8000", "http://empty:8000", "http://ok:8000"], "admin-token-0123456789",
+                               timeout_seconds=1, transport=httpx.MockTransport(lambda r: httpx.Response(200)),
+                               resolve_all=True, resolver=resolver)
+    results = reloader.reload_all()
+    assert [(r["url"], r["result"]) for r in results] == [
+        ("http://gone:8000", "failure"), ("http://empty:8000", "failure"), ("http://127.0.0.9:8000", "success")]
+    assert "cannot resolve gone" in results[0]["detail"] and "no ready replica" in results[1]["detail"]
+
+
+def test_resolve_all_uses_the_real_resolver_for_localhost() -> None:
+    from rollback_webhook.actions import resolve_addresses
+
+    assert "127.0.0.1" in resolve_addresses("localhost", 8000)

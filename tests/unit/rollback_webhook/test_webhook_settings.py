@@ -19,7 +19,7 @@ def make(tmp_path: Path, **values: object) -> WebhookSettings:
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("DRIFTWATCH_WEBHOOK_TOKEN", "DRIFTWATCH_WEBHOOK_TOKEN_FILE", "DRIFTWATCH_ADMIN_TOKEN",
-                 "DRIFTWATCH_ADMIN_TOKEN_FILE", "DRIFTWATCH_SERVING_URLS"):
+                 "DRIFTWATCH_ADMIN_TOKEN_FILE", "DRIFTWATCH_SERVING_URLS", "DRIFTWATCH_SERVING_URLS_RESOLVE_ALL"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -63,12 +63,14 @@ def test_environment_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("DRIFTWATCH_WEBHOOK_HOST", "0.0.0.0")
     monkeypatch.setenv("DRIFTWATCH_ADMIN_TOKEN_FILE", str(admin))
     monkeypatch.setenv("DRIFTWATCH_SERVING_URLS", "http://a:8000/, http://b:8000")
+    monkeypatch.setenv("DRIFTWATCH_SERVING_URLS_RESOLVE_ALL", "true")
     monkeypatch.setenv("DRIFTWATCH_WEBHOOK_COOLDOWN_SECONDS", "60")
     monkeypatch.setenv("DRIFTWATCH_WEBHOOK_DRY_RUN", "true")
     monkeypatch.setenv("DRIFTWATCH_HOME", str(tmp_path / "home"))
     settings = WebhookSettings()
     assert (settings.host, settings.port) == ("0.0.0.0", 19102)
     assert settings.serving_url_list == ["http://a:8000", "http://b:8000"]
+    assert settings.serving_urls_resolve_all is True
     assert settings.resolved_admin_token() == "admin-token-0123456789"
     assert settings.resolved_store_path == (tmp_path / "home" / "rollback-webhook" / "decisions.db").resolve()
     policy = settings.policy()
