@@ -20,7 +20,12 @@ $(BIN)/driftwatch: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
-install: system-deps $(BIN)/driftwatch ## Install everything (Debian packages + virtualenv in .venv)
+# The prometheus-operator CRD schemas that tests/unit/deploy/test_kubernetes.py validates against (npm).
+K8S_VALIDATION := deploy/kubernetes/validation
+$(K8S_VALIDATION)/node_modules/.package-lock.json: $(K8S_VALIDATION)/package-lock.json
+	npm ci --prefix $(K8S_VALIDATION) --ignore-scripts --no-audit --no-fund --loglevel=error
+
+install: system-deps $(BIN)/driftwatch $(K8S_VALIDATION)/node_modules/.package-lock.json ## Install everything (Debian packages, virtualenv in .venv, npm validators)
 
 demo: install ## The main job: the whole loop end to end on embedded defaults
 	$(BIN)/driftwatch demo

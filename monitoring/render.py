@@ -90,11 +90,8 @@ def render_stack_config(
     prometheus["rule_files"] = ["rules/*.yml"]
     scaler.prometheus_config(prometheus)
 
-    runbook = runbook_url or RUNBOOKS.as_uri()
     written_rules: list[Path] = []
-    for source in RULE_FILES:
-        document = _load(source)
-        _set_links(document, runbook_url=runbook, grafana_url=grafana_url, source=source)
+    for source, document in rule_documents(runbook_url=runbook_url, grafana_url=grafana_url):
         scaler.rules(document)
         if not scaler_profile.is_identity:
             _note_timing(document, scaler_profile.factor, timing)
@@ -113,6 +110,24 @@ def render_stack_config(
     _dump(prometheus_path, prometheus, PROMETHEUS_CONFIG, timing)
     _dump(alertmanager_path, alertmanager, ALERTMANAGER_CONFIG, timing)
     return RenderedConfig(out_dir, prometheus_path, alertmanager_path, tuple(written_rules), timing)
+
+
+def rule_documents(*, runbook_url: str | None, grafana_url: str) -> list[tuple[Path, dict[str, Any]]]:
+    """Each committed rule file (recording rules, then alerts) as loaded, with the annotation links
+    pointing at ``runbook_url`` (default: this checkout's ``docs/runbooks.md``) and ``grafana_url``.
+    Production timing. Every renderer of rules (Prometheus files, Kubernetes PrometheusRule) starts here."""
+    runbook = runbook_url or RUNBOOKS.as_uri()
+    documents = []
+    for source in RULE_FILES:
+        document = _load(source)
+        _set_links(document, runbook_url=runbook, grafana_url=grafana_url, source=source)
+        documents.append((source, document))
+    return documents
+
+
+def alertmanager_source() -> dict[str, Any]:
+    """The committed Alertmanager configuration (a copy: callers may change it)."""
+    return _load(ALERTMANAGER_CONFIG)
 
 
 # ---------------------------------------------------------------------- substitutions
@@ -243,9 +258,13 @@ def _dump(path: Path, document: dict[str, Any], source: Path, timing: str) -> No
         origin = source
     header = (f"# Rendered by monitoring/render.py from {origin} (timing: {timing}).\n"
               "# Do not edit: change the source and render again.\n")
-    body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000,
+    path.write_text(header + yaml_text(document))
+
+
+def yaml_text(document: Any) -> str:
+    """YAML as the rendered files are written: keys in order, block style for multi-line strings."""
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000,
                      allow_unicode=True)
-    path.write_text(header + body)
 
 
 # ---------------------------------------------------------------------- command line

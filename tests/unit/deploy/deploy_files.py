@@ -15,6 +15,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+
 REPO = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
@@ -287,3 +290,23 @@ def dockerignore_excludes(patterns: list[tuple[bool, re.Pattern[str]]], relative
         if any(regex.match(c) for c in candidates):
             excluded = not negated
     return excluded
+
+
+# ------------------------------------------------------------------ settings names
+def environment_names(settings: type[BaseSettings]) -> set[str]:
+    """Every environment variable a settings class reads, nested RegistrySettings included."""
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    names: set[str] = set()
+    for field_name, info in settings.model_fields.items():
+        nested = info.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseSettings):
+            names |= environment_names(nested)  # built by its own default_factory, from its own names
+            continue
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            names |= {c for c in alias.choices if isinstance(c, str) and c.isupper()}
+        elif isinstance(alias, str):
+            names.add(alias)
+        else:
+            names.add(f"{prefix}{field_name}".upper())
+    return names

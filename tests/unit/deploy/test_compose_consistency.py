@@ -14,7 +14,7 @@ from driftwatch.stack import Stack, StackSettings
 from model_registry.settings import RegistrySettings
 from rollback_webhook.settings import WebhookSettings
 from serving.settings import ServingSettings
-from tests.unit.deploy.deploy_files import REPO, Compose
+from tests.unit.deploy.deploy_files import REPO, Compose, environment_names
 
 # docs/contract.md, "Ports and processes": the contract every part and every user relies on.
 CONTRACT_PORTS = {
@@ -36,25 +36,6 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "drift-exporter": DriftExporterSettings,
     "rollback-webhook": WebhookSettings,
 }
-
-
-def environment_names(settings: type[BaseSettings]) -> set[str]:
-    """Every environment variable a settings class reads, nested RegistrySettings included."""
-    prefix = str(settings.model_config.get("env_prefix", ""))
-    names: set[str] = set()
-    for field_name, info in settings.model_fields.items():
-        nested = info.annotation
-        if isinstance(nested, type) and issubclass(nested, BaseSettings):
-            names |= environment_names(nested)  # built by its own default_factory, from its own names
-            continue
-        alias = info.validation_alias
-        if isinstance(alias, AliasChoices):
-            names |= {c for c in alias.choices if isinstance(c, str) and c.isupper()}
-        elif isinstance(alias, str):
-            names.add(alias)
-        else:
-            names.add(f"{prefix}{field_name}".upper())
-    return names
 
 
 def field_default(settings: type[BaseSettings], env_name: str) -> object:

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import yaml
 
 from monitoring.contract import BUILTIN_SERIES, contract_series_names, recording_rule_names
 from monitoring.dashboards_check import load_dashboards
@@ -199,3 +200,14 @@ def test_the_promtool_tests_catch_a_broken_rule(promtool: str, tmp_path: Path, o
     result = run(promtool, "test", "rules", *map(str, catching))
     assert result.returncode != 0
     assert failing_test in result.stdout + result.stderr
+
+
+def test_instance_down_watches_exactly_the_scrape_jobs_of_the_prometheus_config() -> None:
+    """InstanceDown selects Driftwatch's jobs by name (a cluster Prometheus scrapes other teams' targets
+    too); a job added to prometheus.yml must be added to its regex, or its outage would go unnoticed."""
+    expr = alerts()["InstanceDown"]["expr"]
+    match = re.fullmatch(r'\s*up\{job=~"([^"]+)"\}\s*==\s*0\s*', expr)
+    assert match, f"InstanceDown should be up{{job=~\"...\"}} == 0, is {expr!r}"
+    config = yaml.safe_load((MONITORING / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    assert set(match[1].split("|")) == jobs
