@@ -9,8 +9,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
+from driftwatch import jsonsafe
 from driftwatch.redact import redact
 
 # Attributes every LogRecord has, and uvicorn's terminal-colour duplicate of the message.
@@ -35,7 +34,9 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        return redact(orjson.dumps(entry, default=str).decode())
+        # jsonsafe: a message quoting a client's bad input may hold lone surrogates; orjson alone would
+        # refuse it and logging would print a raw traceback instead of the line.
+        return redact(jsonsafe.dumps(entry, default=str).decode())
 
 
 def configure_logging(level: str = "INFO", *, quiet: Iterable[str] = CHATTY) -> None:

@@ -10,6 +10,7 @@ unknown paths share one label value, so scanners cannot create series.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -24,6 +25,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+logger = logging.getLogger(__name__)
 SCORING_PATHS: dict[str, Endpoint] = {"/predict": "predict", "/invocations": "invocations"}
 
 
@@ -87,7 +89,11 @@ class ServingASGI:
             return self.scorer.reject(endpoint, InputProblem(
                 "", f"the body is over {self.max_body_bytes} bytes (DRIFTWATCH_MAX_BODY_BYTES); split the batch",
                 status=413))
-        return await self.scorer.score(endpoint, body, content_type)
+        try:
+            return await self.scorer.score(endpoint, body, content_type)
+        except Exception:  # boundary: a fault on the prediction path is a counted 500, never a dropped request
+            logger.exception("the prediction path failed", extra={"event": "inference_error"})
+            return self.scorer.internal_error(endpoint)
 
     async def _read_body(self, receive: Receive, declared: int) -> bytes | None:
         """The whole body, or None when it is over the limit (then the rest is not read)."""

@@ -16,6 +16,7 @@ import csv
 import io
 import math
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -29,6 +30,9 @@ NUMERIC_KINDS = frozenset({"double", "float", "long", "integer"})
 SUPPORTED_KINDS = frozenset({"double", "float", "long", "integer", "boolean", "string"})
 INVOCATION_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _MISSING = object()
+# The body is already bounded (DRIFTWATCH_MAX_BODY_BYTES), so a CSV field may be as long as the body:
+# the csv module's own 128 KiB field limit would turn a long string value into a parse error.
+csv.field_size_limit(sys.maxsize)
 
 
 class UnsupportedSignature(ValueError):
@@ -81,6 +85,10 @@ class _Bad(Exception):
     pass
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+INT_RANGES = {"long": (-(2**63), 2**63 - 1), "integer": (-(2**31), 2**31 - 1)}
+
+
 def _strict_float(value: Any) -> float:
     kind = type(value)
     if kind is float:
@@ -88,13 +96,37 @@ def _strict_float(value: Any) -> float:
             raise _Bad(f"must be a finite number, got {_describe(value)}")
         return value  # type: ignore[no-any-return]
     if kind is int:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer literal beyond 1.8e308
+            raise _Bad(f"is out of range for a 64-bit float (an integer of {len(str(abs(value)))} digits)") from None
     raise _Bad(f"must be a number, got {_describe(value)}")
 
 
-def _strict_int(value: Any) -> int:
+def _strict_float32(value: Any) -> float:
+    out = _strict_float(value)
+    if abs(out) > FLOAT32_MAX:  # would become infinity in the model's float32 column
+        raise _Bad(f"is out of range for a 32-bit float (at most {FLOAT32_MAX:.7g} in magnitude), got {out:g}")
+    return out
+
+
+def _in_range(value: int, kind: str) -> int:
+    low, high = INT_RANGES[kind]
+    if not low <= value <= high:
+        shown = str(value) if len(str(value)) <= 30 else f"an integer of {len(str(abs(value)))} digits"
+        raise _Bad(f"is out of range for a {'64' if kind == 'long' else '32'}-bit integer, got {shown}")
+    return value
+
+
+def _strict_long(value: Any) -> int:
     if type(value) is int:
-        return value  # type: ignore[no-any-return]
+        return _in_range(value, "long")
+    raise _Bad(f"must be an integer, got {_describe(value)}")
+
+
+def _strict_int32(value: Any) -> int:
+    if type(value) is int:
+        return _in_range(value, "integer")
     raise _Bad(f"must be an integer, got {_describe(value)}")
 
 
@@ -122,23 +154,37 @@ def _lenient_float(value: Any) -> float:
     return _strict_float(value)
 
 
-def _lenient_int(value: Any) -> int:
+def _lenient_float32(value: Any) -> float:
+    return _strict_float32(_lenient_float(value))
+
+
+def _lenient_integer(value: Any, kind: str) -> int:
     if type(value) is str:
         try:
-            return int(value)
-        except ValueError:
+            return _in_range(int(value), kind)
+        except ValueError:  # not an integer, or more digits than Python converts
             raise _Bad(f"must be an integer, got {_describe(value)}") from None
     if type(value) is bool:
         return int(value)
     if type(value) is float and value.is_integer():
-        return int(value)
-    return _strict_int(value)
+        return _in_range(int(value), kind)
+    if type(value) is int:
+        return _in_range(value, kind)
+    raise _Bad(f"must be an integer, got {_describe(value)}")
 
 
-STRICT: dict[str, Check] = {"double": _strict_float, "float": _strict_float, "long": _strict_int,
-                            "integer": _strict_int, "boolean": _strict_bool, "string": _strict_str}
-LENIENT: dict[str, Check] = {"double": _lenient_float, "float": _lenient_float, "long": _lenient_int,
-                             "integer": _lenient_int, "boolean": _strict_bool, "string": _strict_str}
+def _lenient_long(value: Any) -> int:
+    return _lenient_integer(value, "long")
+
+
+def _lenient_int32(value: Any) -> int:
+    return _lenient_integer(value, "integer")
+
+
+STRICT: dict[str, Check] = {"double": _strict_float, "float": _strict_float32, "long": _strict_long,
+                            "integer": _strict_int32, "boolean": _strict_bool, "string": _strict_str}
+LENIENT: dict[str, Check] = {"double": _lenient_float, "float": _lenient_float32, "long": _lenient_long,
+                             "integer": _lenient_int32, "boolean": _strict_bool, "string": _strict_str}
 _PYTHON_TYPES: dict[str, type] = {"double": float, "float": float, "long": int, "integer": int,
                                   "boolean": bool, "string": str}
 
@@ -288,12 +334,16 @@ class ModelSchema:
 
     def parse_csv(self, text: str, *, max_batch: int) -> list[list[Any]]:
         """Rows of a CSV body with a header line (what ``mlflow models serve`` reads as text/csv)."""
-        reader = csv.reader(io.StringIO(text))
+        # newline=None: a bare \r ends a line, as in pandas' reader (what MLflow uses), instead of
+        # being an error inside an unquoted field.
+        reader = csv.reader(io.StringIO(text, newline=None), strict=True)
         try:
             header = next(reader)
+            rows = [r for r in reader if r]
         except StopIteration:
             raise InputProblem("", "the CSV body is empty; send a header line and rows", status=400) from None
-        rows = [r for r in reader if r]
+        except csv.Error as exc:
+            raise InputProblem(f"line {reader.line_num}", f"is not valid CSV ({exc})", status=400) from None
         _check_batch_size("rows", len(rows), max_batch)
         out = []
         for i, row in enumerate(rows):

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import orjson
 
+from driftwatch import jsonsafe
 from serving.metrics import ServingMetrics
 from serving.model_store import LoadedModel, ModelStore
 from serving.prediction_log import PredictionLog
@@ -56,6 +57,9 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as first:
+        if "surrogate" in str(first):  # "\ud800" alone is not a character: nothing downstream could encode it
+            raise InputProblem("", f"the body is not valid JSON: a lone UTF-16 surrogate escape ({first})",
+                               status=400) from None
         try:
             return json.loads(body)
         except (ValueError, RecursionError):
@@ -183,6 +187,16 @@ class Scorer:
             return await asyncio.to_thread(predictor.predict, x)
         return predictor.predict(x)
 
+    def internal_error(self, endpoint: Endpoint) -> Answer:
+        """A 500 for a fault on the prediction path itself, counted as ``reason="inference"`` (a release
+        fault as far as HighErrorRate is concerned: this version's requests fail)."""
+        model = self.store.current
+        if model is not None and model.series is not None:
+            model.series.inference_errors.inc()
+        elif self.metrics is not None:
+            self.metrics.no_model.inc()
+        return self._error(endpoint, 500, "inference", "the service failed on this request; see its log")
+
     def reject(self, endpoint: Endpoint, problem: InputProblem, model: LoadedModel | None = None) -> Answer:
         """A 4xx for bad input, counted as ``reason="validation"``."""
         model = model or self.store.current
@@ -197,8 +211,8 @@ class Scorer:
         if endpoint == "invocations":
             code = {400: "BAD_REQUEST", 413: "BAD_REQUEST", 415: "BAD_REQUEST", 422: "BAD_REQUEST",
                     503: "TEMPORARILY_UNAVAILABLE"}.get(status, "INTERNAL_ERROR")
-            return Answer(status, orjson.dumps({"error_code": code, "message": message}))
+            return Answer(status, jsonsafe.dumps({"error_code": code, "message": message}))
         body: dict[str, Any] = {"error": reason, "detail": message}
         if field:
             body["field"] = field
-        return Answer(status, orjson.dumps(body))
+        return Answer(status, jsonsafe.dumps(body))

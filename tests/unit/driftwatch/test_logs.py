@@ -36,3 +36,20 @@ def test_an_exception_is_kept_in_the_same_line() -> None:
     line = JsonFormatter().format(item)
     assert "\n" not in line
     assert "ValueError: boom" in json.loads(line)["exception"]
+
+
+def test_a_message_quoting_a_lone_surrogate_is_still_one_json_line() -> None:
+    """Issue #15: a client's field name "\\ud800" in a message made orjson refuse the line, and
+    logging printed a raw traceback instead."""
+    try:
+        raise KeyError("\ud800")
+    except KeyError:
+        import sys
+
+        item = record("bad field %s", field="\udc00")
+        item.args = ("\ud800",)
+        item.exc_info = sys.exc_info()
+    line = JsonFormatter().format(item)
+    entry = json.loads(line)
+    assert "\n" not in line and entry["message"] == "bad field \\ud800" and entry["field"] == "\\udc00"
+    assert "KeyError" in entry["exception"]

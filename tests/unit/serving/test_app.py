@@ -114,6 +114,15 @@ def test_positional_and_batch_requests_answer_one_row_each(service: Service) -> 
                  "over the limit of 10", id="batch-over-limit"),
     pytest.param(b'{"instances": [' + b" " * 5000 + b"]}", {"Content-Type": "application/json"}, 413,
                  "DRIFTWATCH_MAX_BODY_BYTES", id="body-over-limit"),
+    # issue #15: these were 500s
+    pytest.param(b'{"features": {"sepal_length": 1' + b"0" * 400 + b', "sepal_width": 3.5, "petal_length": 1.4, '
+                 b'"petal_width": 0.2}}', {"Content-Type": "application/json"}, 422,
+                 "features.sepal_length: is out of range for a 64-bit float", id="integer-too-large-for-a-float"),
+    pytest.param(b'{"features": {"\\ud800": 1}}', {"Content-Type": "application/json"}, 400,
+                 "lone UTF-16 surrogate", id="lone-surrogate-in-a-field-name"),
+    pytest.param(b'{"features": {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2, '
+                 b'"\xed\xa0\x80": 1}}', {"Content-Type": "application/json"}, 400, "not valid JSON",
+                 id="surrogate-encoded-as-utf8"),
 ])
 def test_bad_input_is_a_4xx_that_says_what_and_is_counted_as_validation(
         tmp_path: Path, fake_registry: FakeRegistry, content: bytes, headers: dict[str, str], status: int,
@@ -186,6 +195,47 @@ def test_no_model_means_503_for_health_ready_and_predictions_counted_as_unavaila
         assert service.client.post("/admin/reload", headers=AUTH).status_code == 200
         assert service.client.get("/health").json()["model_version"] == "1"
         assert service.client.get("/ready").status_code == 200
+
+
+CSV_HEADER = b"sepal_length,sepal_width,petal_length,petal_width\n"
+
+
+@pytest.mark.parametrize(("content", "content_type", "words"), [
+    pytest.param(CSV_HEADER + b"5.1,3\r5,1.4,0.2\n", "text/csv", "row 1: has 2 values for 4 columns",
+                 id="csv-carriage-return-in-an-unquoted-field"),
+    pytest.param(CSV_HEADER + b"5.1,3.5,1.4," + b"1" * 200_000 + b"\n", "text/csv",
+                 "row 1.petal_width: must be a finite number, got Infinity", id="csv-200000-character-field"),
+    pytest.param(CSV_HEADER + b'5.1,3.5,1.4,"0.2\n', "text/csv", "is not valid CSV", id="csv-unterminated-quote"),
+    pytest.param(b'{"inputs": [{"sepal_length": 1' + b"0" * 400 + b', "sepal_width": 3.5, "petal_length": 1.4, '
+                 b'"petal_width": 0.2}]}', "application/json", "out of range for a 64-bit float",
+                 id="integer-too-large-for-a-float"),
+    pytest.param(b'{"inputs": [{"sepal_length": "1' + b"0" * 5000 + b'"}]}', "application/json",
+                 "must be a finite number", id="numeric-string-of-5000-digits"),
+    pytest.param(b'{"inputs": [{"\\ud800": 1}]}', "application/json", "lone UTF-16 surrogate",
+                 id="lone-surrogate-in-a-field-name"),
+    pytest.param(b'{"\\udc00": 1}', "application/json", "lone UTF-16 surrogate", id="lone-surrogate-as-the-key"),
+])
+def test_invocations_bad_input_that_was_a_500_is_a_counted_400(
+        tmp_path: Path, fake_registry: FakeRegistry, content: bytes, content_type: str, words: str) -> None:
+    for service in start(make_settings(tmp_path, max_body_bytes=1 << 20), fake_registry):
+        response = service.client.post("/invocations", content=content, headers={"Content-Type": content_type})
+        assert response.status_code == 400, response.text
+        assert words in response.json()["message"]
+        assert service.errors("validation") == 1
+        assert service.requests("/invocations", "POST", 400) == 1
+
+
+def test_a_fault_on_the_prediction_path_is_a_counted_500(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    scorer = service.client.app.state.scorer  # type: ignore[attr-defined]
+
+    def broken(*_: Any) -> Any:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(scorer, "_rows", broken)
+    response = service.predict({"features": ROW})
+    assert response.status_code == 500 and response.json()["error"] == "inference"
+    assert service.errors("inference") == 1
+    assert service.requests("/predict", "POST", 500) == 1
 
 
 # ---------------------------------------------------------------- MLflow's protocol

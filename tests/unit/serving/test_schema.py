@@ -182,3 +182,38 @@ def test_signatures_without_named_supported_columns_are_refused_with_a_reason() 
         features_from_signature(ModelSignature(inputs=Schema([ColSpec("binary", "blob")])))
     signature = ModelSignature(inputs=Schema([ColSpec("double", "a"), ColSpec("long", "b", required=False)]))
     assert features_from_signature(signature) == [FeatureSpec("a", "double"), FeatureSpec("b", "long", required=False)]
+
+
+TYPED = ModelSchema([FeatureSpec("d", "double"), FeatureSpec("f", "float"), FeatureSpec("l", "long"),
+                     FeatureSpec("i", "integer")], model_name="typed")
+TYPED_ROW = {"d": 1.0, "f": 1.0, "l": 1, "i": 1}
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    pytest.param("d", 10**400, "out of range for a 64-bit float", id="double-from-a-huge-integer"),
+    pytest.param("f", 1e39, "out of range for a 32-bit float", id="float32-overflow"),
+    pytest.param("f", 10**39, "out of range for a 32-bit float", id="float32-overflow-from-an-integer"),
+    pytest.param("l", 2**63, "out of range for a 64-bit integer", id="long-overflow"),
+    pytest.param("l", -(2**63) - 1, "out of range for a 64-bit integer", id="long-underflow"),
+    pytest.param("i", 2**31, "out of range for a 32-bit integer", id="int32-overflow"),
+])
+def test_numbers_out_of_the_columns_range_are_refused_on_both_paths(field: str, value: Any, words: str) -> None:
+    """Issue #15: these reached the model (or float()) and were 500s; the column's type bounds them."""
+    found = problem(lambda: TYPED.parse_predict({"features": {**TYPED_ROW, field: value}}, max_batch=10))
+    assert found.field == f"features.{field}" and words in found.problem
+    found = problem(lambda: TYPED.parse_invocation({"inputs": [{**TYPED_ROW, field: value}]}, max_batch=10))
+    assert words in found.problem
+    found = problem(lambda: TYPED.parse_invocation({"inputs": [{**TYPED_ROW, field: str(value)}]}, max_batch=10))
+    assert words in found.problem or "finite" in found.problem
+
+
+def test_the_edges_of_each_range_are_accepted() -> None:
+    edge = {"d": 1.7e308, "f": 3.4e38, "l": 2**63 - 1, "i": -(2**31)}
+    assert TYPED.parse_predict({"features": edge}, max_batch=10) == [[1.7e308, 3.4e38, 2**63 - 1, -(2**31)]]
+
+
+def test_csv_takes_a_bare_carriage_return_as_a_line_end_and_long_fields() -> None:
+    text = "d,f,l,i\r1,2,3,4\r5,6,7,8\n"
+    assert TYPED.parse_csv(text, max_batch=10) == [[1.0, 2.0, 3, 4], [5.0, 6.0, 7, 8]]
+    strings = ModelSchema([FeatureSpec("s", "string")], model_name="text")
+    assert strings.parse_csv("s\n" + "x" * 200_000 + "\n", max_batch=10) == [["x" * 200_000]]
