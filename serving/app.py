@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import importlib.metadata
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -45,6 +46,7 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
     scorer = Scorer(store, max_batch=settings.max_batch, metrics=metrics, log=log)
     admin_token = settings.resolved_admin_token()
     started_at = time.time()
+    mlflow_version = importlib.metadata.version("mlflow")
     git_commit = settings.git_commit or _git_commit()
     draining = False
 
@@ -101,6 +103,10 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
     @app.get("/ping", include_in_schema=False)
     async def ping() -> Response:  # what `mlflow models serve` answers, for probes written against it
         return Response("\n", status_code=200 if store.current is not None else 503, media_type="application/json")
+
+    @app.get("/version", include_in_schema=False)
+    async def version() -> Response:  # what `mlflow models serve` answers (ScoringServerClient.get_version)
+        return Response(mlflow_version, media_type="application/json")
 
     @app.get("/metadata", summary="The served version, this deployment and its configuration")
     async def metadata() -> JSONResponse:
@@ -210,6 +216,7 @@ def _document_scoring(document: dict[str, Any], models: Any, version: str) -> No
         content: dict[str, Any] = {"application/json": {"schema": ref(request_model)}}
         if path == "/invocations":
             content["text/csv"] = {"schema": {"type": "string"}}
+            content["application/vnd.apache.parquet"] = {"schema": {"type": "string", "format": "binary"}}
         operation["requestBody"] = {"required": True, "content": content}
         operation["description"] = f"Request schema of the version being served (v{version})."
         operation["responses"] = {

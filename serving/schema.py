@@ -40,13 +40,18 @@ class UnsupportedSignature(ValueError):
 
 
 class InputProblem(ValueError):
-    """A request the service will not score: ``field`` is where, ``problem`` what, ``status`` the answer."""
+    """A request the service will not score: ``field`` is where, ``problem`` what, ``status`` the answer.
 
-    def __init__(self, field: str, problem: str, status: int = 422) -> None:
+    ``schema`` marks a request whose rows do not have the signature's shape (a required column
+    missing, unnamed columns, no rows): MLflow answers those as schema-enforcement failures
+    (``INVALID_PARAMETER_VALUE``), and values it cannot convert as ``BAD_REQUEST``."""
+
+    def __init__(self, field: str, problem: str, status: int = 422, *, schema: bool = False) -> None:
         super().__init__(f"{field}: {problem}" if field else problem)
         self.field = field
         self.problem = problem
         self.status = status
+        self.schema = schema
 
 
 @dataclass(frozen=True)
@@ -241,7 +246,7 @@ class ModelSchema:
                 if value is _MISSING or value is None:
                     if required:
                         raise InputProblem(f"{where}.{name}", "is required" if value is _MISSING
-                                           else "is required, got null")
+                                           else "is required, got null", schema=value is _MISSING)
                     if value is None:
                         found += 1
                     out.append(self._missing_value[i])
@@ -259,7 +264,7 @@ class ModelSchema:
         if type(row) is list:
             if extra_allowed:
                 raise InputProblem(where, "rows must name their columns (MLflow's scoring protocol); "
-                                          "POST /predict accepts positional rows")
+                                          "POST /predict accepts positional rows", schema=True)
             if len(row) != len(checks):
                 raise InputProblem(where, f"has {len(row)} values; this model takes {len(checks)} "
                                           f"({', '.join(self.names)})")
@@ -353,6 +358,28 @@ class ModelSchema:
             out.append(self._row(record, f"row {i + 1}", self._lenient, extra_allowed=True))
         return out
 
+    def parse_parquet(self, body: bytes, *, max_batch: int) -> list[list[Any]]:
+        """Rows of a Parquet body (``application/vnd.apache.parquet``, as ``DataFrame.to_parquet()``
+        writes it; what ``mlflow models serve`` reads with ``pandas.read_parquet``). Columns are taken by
+        name, as in the other formats; a null is a missing value."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(pa.BufferReader(body))
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise InputProblem("", f"the body is not a Parquet file ({str(exc)[:200]})", status=400) from None
+        _check_batch_size("rows", table.num_rows, max_batch)
+        try:
+            columns = {str(name): table.column(i).to_pylist() for i, name in enumerate(table.column_names)}
+        except (pa.ArrowException, ValueError, OverflowError) as exc:
+            raise InputProblem("", f"the Parquet columns cannot be read ({str(exc)[:200]})", status=400) from None
+        out = []
+        for i in range(table.num_rows):
+            record = {name: _parquet_value(values[i]) for name, values in columns.items()}
+            out.append(self._row(record, f"row {i + 1}", self._lenient, extra_allowed=True))
+        return out
+
     def coerce_record(self, record: dict[str, Any], where: str) -> list[Any]:
         """One named record, converted as /invocations does (extra columns ignored)."""
         return self._row(record, where, self._lenient, extra_allowed=True)
@@ -381,9 +408,17 @@ def _csv_value(text: str) -> Any:
     return None if text == "" else text
 
 
+def _parquet_value(value: Any) -> Any:
+    """A Parquet cell as the JSON formats would give it: NaN in a float column is a missing value
+    (pandas writes missing floats so)."""
+    if type(value) is float and value != value:
+        return None
+    return value
+
+
 def _check_batch_size(field: str, n: int, max_batch: int) -> None:
     if n == 0:
-        raise InputProblem(field, "the batch is empty; send at least one row")
+        raise InputProblem(field, "the batch is empty; send at least one row", schema=True)
     if n > max_batch:
         raise InputProblem(field, f"{n} rows is over the limit of {max_batch} per request (DRIFTWATCH_MAX_BATCH); "
                                   "split the batch", status=413)

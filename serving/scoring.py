@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 Endpoint = Literal["predict", "invocations"]
 JSON = b"application/json"
+TEXT = b"text/plain; charset=utf-8"
+PARQUET = "application/vnd.apache.parquet"
+PARSE_IN_THREAD_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,10 @@ class Scorer:
             return self._error(endpoint, 503, "unavailable",
                                "no model is loaded yet; see GET /health for why (registry, alias, load errors)")
         try:
-            rows = self._rows(endpoint, model, body, content_type)
+            if len(body) > PARSE_IN_THREAD_BYTES:  # a large batch: parse it without holding up the event loop
+                rows = await asyncio.to_thread(self._rows, endpoint, model, body, content_type)
+            else:
+                rows = self._rows(endpoint, model, body, content_type)
         except InputProblem as problem:
             return self.reject(endpoint, problem, model)
         started = time.perf_counter()
@@ -161,14 +167,21 @@ class Scorer:
         charset = params.get("charset", "utf-8")
         if charset not in ("utf-8", "utf8"):
             raise InputProblem("Content-Type", f"charset {charset} is not supported; send UTF-8", status=415)
-        if endpoint == "invocations" and media == "text/csv":
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InputProblem("", "the CSV body is not UTF-8", status=400) from None
-            return model.schema.parse_csv(text, max_batch=self.max_batch)
+        if endpoint == "invocations":
+            unknown = sorted(set(params) - {"charset"})
+            if unknown:  # as mlflow models serve does
+                raise InputProblem("Content-Type", f"unrecognized content type parameters: {', '.join(unknown)}",
+                                   status=415)
+            if media == "text/csv":
+                try:
+                    text = body.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InputProblem("", "the CSV body is not UTF-8", status=400) from None
+                return model.schema.parse_csv(text, max_batch=self.max_batch)
+            if media == PARQUET:
+                return model.schema.parse_parquet(body, max_batch=self.max_batch)
         if media != "application/json" and not media.endswith("+json"):
-            accepted = "application/json or text/csv" if endpoint == "invocations" else "application/json"
+            accepted = ("application/json, text/csv or " + PARQUET) if endpoint == "invocations" else "application/json"
             raise InputProblem("Content-Type", f"{media or 'no content type'} is not supported; send {accepted}",
                                status=415)
         body_json = parse_json(body)
@@ -202,17 +215,39 @@ class Scorer:
         model = model or self.store.current
         if model is not None and model.series is not None:
             model.series.validation_errors.inc()
-        # MLflow answers every input problem with 400; its clients may rely on that.
-        status = 400 if endpoint == "invocations" and problem.status == 422 else problem.status
-        return self._error(endpoint, status, "validation", str(problem), field=problem.field)
+        if endpoint == "invocations":
+            return mlflow_error(problem)
+        return self._error(endpoint, problem.status, "validation", str(problem), field=problem.field)
 
     @staticmethod
     def _error(endpoint: Endpoint, status: int, reason: str, message: str, *, field: str | None = None) -> Answer:
         if endpoint == "invocations":
-            code = {400: "BAD_REQUEST", 413: "BAD_REQUEST", 415: "BAD_REQUEST", 422: "BAD_REQUEST",
-                    503: "TEMPORARILY_UNAVAILABLE"}.get(status, "INTERNAL_ERROR")
-            return Answer(status, jsonsafe.dumps({"error_code": code, "message": message}))
+            code = "TEMPORARILY_UNAVAILABLE" if status == 503 else "INTERNAL_ERROR"
+            return Answer(status, jsonsafe.dumps({"error_code": code, "message": message, **MLFLOW_CLASSES[code]}))
         body: dict[str, Any] = {"error": reason, "detail": message}
         if field:
             body["field"] = field
         return Answer(status, jsonsafe.dumps(body))
+
+
+# What MLflow (3.x) adds to an error's JSON: its error class and SQLSTATE, derived from the error code
+# (mlflow/error_classification.py); tests compare them with `mlflow models serve`'s own answers.
+MLFLOW_CLASSES: dict[str, dict[str, str]] = {
+    "BAD_REQUEST": {"sqlstate": "KAM00", "error_class": "INVALID_PARAMETER_VALUE"},
+    "INVALID_PARAMETER_VALUE": {"sqlstate": "KAM01", "error_class": "SCHEMA_ENFORCEMENT_FAILED"},
+    "INTERNAL_ERROR": {"sqlstate": "XXM00", "error_class": "CLIENT_INTERNAL_ERROR"},
+    "TEMPORARILY_UNAVAILABLE": {"sqlstate": "XXM00", "error_class": "CLIENT_INTERNAL_ERROR"},
+}
+
+
+def mlflow_error(problem: InputProblem) -> Answer:
+    """Bad input on /invocations, answered as ``mlflow models serve`` answers it: 415 as plain text;
+    rows without the signature's shape as a schema-enforcement failure (``INVALID_PARAMETER_VALUE``,
+    ``error_class`` ``SCHEMA_ENFORCEMENT_FAILED``); anything else as ``BAD_REQUEST``. MLflow has no
+    size limits; ours answer 413 with ``BAD_REQUEST``."""
+    message = str(problem)
+    if problem.status == 415:
+        return Answer(415, message.encode("utf-8", "backslashreplace"), TEXT)
+    status = 413 if problem.status == 413 else 400
+    code = "INVALID_PARAMETER_VALUE" if problem.schema else "BAD_REQUEST"
+    return Answer(status, jsonsafe.dumps({"error_code": code, "message": message, **MLFLOW_CLASSES[code]}))

@@ -68,9 +68,11 @@ class ServingSettings(BaseSettings):
     metrics_enabled: bool = Field(
         default=True, validation_alias=_env("DRIFTWATCH_METRICS_ENABLED", "metrics_enabled"),
     )
-    max_batch: int = Field(default=1000, ge=1, le=1_000_000, validation_alias=_env("DRIFTWATCH_MAX_BATCH", "max_batch"))
+    # Sized for batch clients of `mlflow models serve` (10,000-row batches of tens of features fit).
+    max_batch: int = Field(default=50_000, ge=1, le=1_000_000,
+                           validation_alias=_env("DRIFTWATCH_MAX_BATCH", "max_batch"))
     max_body_bytes: int = Field(
-        default=4 * 1024 * 1024, ge=1024, validation_alias=_env("DRIFTWATCH_MAX_BODY_BYTES", "max_body_bytes"),
+        default=32 * 1024 * 1024, ge=1024, validation_alias=_env("DRIFTWATCH_MAX_BODY_BYTES", "max_body_bytes"),
     )
     inference_backend: InferenceBackend = Field(
         default="auto", validation_alias=_env("DRIFTWATCH_INFERENCE_BACKEND", "inference_backend"),

@@ -80,7 +80,8 @@ def start_service(server: MlflowServer, home: Path, instance: str) -> Service:
            "DRIFTWATCH_MODEL_NAME": MODEL_NAME, "DRIFTWATCH_SERVING_HOST": "127.0.0.1",
            "DRIFTWATCH_SERVING_PORT": str(port), "DRIFTWATCH_POLL_INTERVAL_SECONDS": "0.5",
            "DRIFTWATCH_ADMIN_TOKEN": TOKEN, "DRIFTWATCH_SERVING_INSTANCE": instance,
-           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+           "DRIFTWATCH_MAX_BATCH": "1000"}
     with log.open("ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "serving"], env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -122,6 +123,20 @@ def test_the_request_schema_comes_from_the_registered_signature(service: Service
     health = service.get("/health").json()
     assert health["classes"] == ["setosa", "versicolor", "virginica"] and health["source"] == "registry"
     assert health["inference_backend"] == "onnx"
+
+
+def test_mlflows_own_scoring_client_works_against_the_service(service: Service) -> None:
+    """ScoringServerClient is what MLflow's tools use against `mlflow models serve`."""
+    import pandas as pd
+    from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+
+    host, port = service.url.removeprefix("http://").split(":")
+    client = ScoringServerClient(host, int(port))
+    client.wait_server_ready(timeout=10)
+    assert client.get_version().strip()
+    frame = pd.DataFrame([ROW] * 3)
+    answer = client.invoke(frame)
+    assert list(answer.get_predictions().iloc[:, 0]) == [0, 0, 0]
 
 
 BAD_INPUTS = [

@@ -240,31 +240,35 @@ def test_a_fault_on_the_prediction_path_is_a_counted_500(service: Service, monke
 
 # ---------------------------------------------------------------- MLflow's protocol
 @pytest.fixture(scope="module")
-def mlflow_scorer(saved_models: dict[str, SavedModel]) -> Any:
-    """`mlflow models serve`'s own request handler, in process, on the same model."""
+def mlflow_server(saved_models: dict[str, SavedModel]) -> Iterator[TestClient]:
+    """`mlflow models serve`'s own app (mlflow.pyfunc.scoring_server.init), in process, on the same model."""
     import mlflow.pyfunc
     from mlflow.pyfunc import scoring_server
 
-    model = mlflow.pyfunc.load_model(str(saved_models["logreg"].model_dir))
-    schema = model.metadata.get_input_schema()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = mlflow.pyfunc.load_model(str(saved_models["logreg"].model_dir))
+    with TestClient(scoring_server.init(model)) as client:
+        yield client
 
-    def score(body: str, content_type: str) -> tuple[int, Any]:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                result = scoring_server.invocations(body, content_type, model, schema)
-        except Exception as exc:  # MLflow raises its 4xx as MlflowException
-            return int(exc.get_http_status_code()), None  # type: ignore[attr-defined]
-        return result.status, json.loads(result.response) if result.status == 200 else None
 
-    return score
+def _parquet(rows: list[dict[str, Any]]) -> bytes:
+    import io
+
+    import pandas as pd
+
+    buffer = io.BytesIO()
+    pd.DataFrame(rows).to_parquet(buffer)
+    return buffer.getvalue()
 
 
 NAMES = list(ROW)
+SPLIT = {"columns": NAMES, "data": [list(ROW.values()), list(ROW_VIRGINICA.values())]}
+# Valid and invalid bodies; the invalid ones include the cases of MLflow's own
+# tests/pyfunc/test_scoring_server.py that apply to a model with a column signature.
 INVOCATIONS = [
-    pytest.param(json.dumps({"dataframe_split": {"columns": NAMES, "data": [list(ROW.values()),
-                                                                            list(ROW_VIRGINICA.values())]}}),
-                 "application/json", id="dataframe_split"),
+    pytest.param(json.dumps({"dataframe_split": SPLIT}), "application/json", id="dataframe_split"),
+    pytest.param(json.dumps({"dataframe_split": SPLIT}), "application/json; charset=UTF-8", id="charset-parameter"),
     pytest.param(json.dumps({"dataframe_split": {"index": [3], "columns": NAMES[::-1],
                                                  "data": [list(ROW_VIRGINICA.values())[::-1]]}}),
                  "application/json", id="dataframe_split-reordered"),
@@ -277,27 +281,56 @@ INVOCATIONS = [
     pytest.param(json.dumps({"inputs": [{**ROW, "sepal_length": "5.1"}]}), "application/json; charset=utf-8",
                  id="numeric-string"),
     pytest.param("petal_width,petal_length,sepal_width,sepal_length\n2.3,5.2,3.0,6.7\n", "text/csv", id="csv"),
+    pytest.param(_parquet([ROW, ROW_VIRGINICA]), "application/vnd.apache.parquet", id="parquet"),
+    pytest.param(_parquet([ROW_VIRGINICA] * 10_000), "application/vnd.apache.parquet", id="parquet-10000-rows"),
+    pytest.param(json.dumps({"dataframe_records": [ROW, ROW_VIRGINICA] * 5_000}), "application/json",
+                 id="json-10000-rows"),
     pytest.param(json.dumps({"inputs": [list(ROW.values())]}), "application/json", id="bad-positional"),
     pytest.param(json.dumps({"dataframe_records": [{"sepal_length": 1.0}]}), "application/json", id="bad-missing"),
+    pytest.param(json.dumps({"inputs": []}), "application/json", id="bad-empty"),
     pytest.param(json.dumps({"inputs": [ROW], "instances": [ROW]}), "application/json", id="bad-two-formats"),
+    pytest.param(json.dumps({"not": "a serialized dataframe"}), "application/json", id="bad-no-format"),
     pytest.param(json.dumps({"dataframe_records": [{**ROW, "petal_width": "abc"}]}), "application/json",
                  id="bad-string"),
-    pytest.param("not json", "application/json", id="bad-not-json"),
+    pytest.param(json.dumps({"dataframe_split": [ROW]}), "application/json", id="bad-split-as-records"),
+    pytest.param(json.dumps({"dataframe_records": SPLIT}), "application/json", id="bad-records-as-split"),
+    pytest.param("this is,,,, not valid json", "application/json", id="bad-not-json"),
     pytest.param(json.dumps([ROW]), "application/json", id="bad-list"),
+    pytest.param(json.dumps(1), "application/json", id="bad-number"),
+    pytest.param("", "text/csv", id="bad-empty-csv"),
+    pytest.param(b"not parquet", "application/vnd.apache.parquet", id="bad-parquet"),
     pytest.param(json.dumps({"inputs": [ROW]}), "text/plain", id="bad-content-type"),
+    pytest.param(json.dumps({"inputs": [ROW]}), "application/json; something=something", id="bad-content-parameter"),
+    pytest.param(json.dumps({"inputs": [ROW]}), "application/json; charset=latin-1", id="bad-charset"),
 ]
 
 
 @pytest.mark.parametrize(("body", "content_type"), INVOCATIONS)
-def test_invocations_answers_like_mlflow_models_serve(service: Service, mlflow_scorer: Any, body: str,
+def test_invocations_answers_like_mlflow_models_serve(service: Service, mlflow_server: TestClient, body: str | bytes,
                                                       content_type: str) -> None:
-    want_status, want = mlflow_scorer(body, content_type)
-    response = service.client.post("/invocations", content=body.encode(), headers={"Content-Type": content_type})
-    assert response.status_code == want_status, response.text
-    if want_status == 200:
-        assert response.json() == want
-    else:
-        assert "message" in response.json() and "error_code" in response.json()
+    """Status, content type, predictions, and for errors MLflow's error_code, error_class and sqlstate."""
+    content = body.encode() if isinstance(body, str) else body
+    headers = {"Content-Type": content_type}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = mlflow_server.post("/invocations", content=content, headers=headers)
+    got = service.client.post("/invocations", content=content, headers=headers)
+    assert got.status_code == want.status_code, got.text
+    assert got.headers["content-type"].split(";")[0] == want.headers["content-type"].split(";")[0]
+    if want.status_code == 200:
+        assert got.json() == want.json()
+    elif want.headers["content-type"].startswith("application/json"):
+        fields = ("error_code", "error_class", "sqlstate")
+        assert {k: got.json()[k] for k in fields} == {k: want.json()[k] for k in fields}, (got.text, want.text[:300])
+        assert got.json()["message"]
+
+
+def test_version_ping_and_health_answer_like_mlflow_models_serve(service: Service, mlflow_server: TestClient) -> None:
+    for path in ("/version", "/ping", "/health"):
+        want, got = mlflow_server.get(path), service.client.get(path)
+        assert got.status_code == want.status_code == 200
+        assert got.headers["content-type"] == want.headers["content-type"]
+    assert service.client.get("/version").text == mlflow_server.get("/version").text
 
 
 # ---------------------------------------------------------------- operations
