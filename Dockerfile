@@ -23,9 +23,9 @@ WORKDIR /src
 # Dependencies first, in their own layer: it is rebuilt only when pyproject.toml changes, not on
 # every code change (the empty packages only let setuptools resolve the project).
 COPY pyproject.toml README.md ./
-RUN mkdir serving drift_exporter rollback_webhook model_registry driftwatch monitoring \
+RUN mkdir serving drift_exporter rollback_webhook model_registry driftwatch monitoring quality \
     && touch serving/__init__.py drift_exporter/__init__.py rollback_webhook/__init__.py \
-             model_registry/__init__.py driftwatch/__init__.py monitoring/__init__.py \
+             model_registry/__init__.py driftwatch/__init__.py monitoring/__init__.py quality/__init__.py \
     && pip install --no-cache-dir . \
     && pip uninstall --yes driftwatch
 
@@ -35,6 +35,7 @@ COPY rollback_webhook/ rollback_webhook/
 COPY model_registry/ model_registry/
 COPY driftwatch/ driftwatch/
 COPY monitoring/ monitoring/
+COPY quality/ quality/
 # pip compiles the bytecode now: the services run as a user who cannot write to /opt/venv, and
 # MLflow, scikit-learn and SciPy would otherwise be compiled again at every start.
 RUN pip install --no-cache-dir --no-deps .
@@ -70,6 +71,6 @@ USER 10001:10001
 WORKDIR /var/lib/driftwatch
 
 # serving, drift exporter, rollback webhook, MLflow tracking server (see DESIGN.md)
-EXPOSE 8000 9101 9102 5000
+EXPOSE 8000 9101 9102 9103 5000
 
 CMD ["driftwatch", "--help"]

@@ -150,6 +150,36 @@ def _service(module: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import httpx
+
+    from quality.client import FeedbackFileError, frame_to_items, read_feedback_file, send_feedback
+
+    token = os.environ.get("DRIFTWATCH_QUALITY_TOKEN")
+    token_file = os.environ.get("DRIFTWATCH_QUALITY_TOKEN_FILE")
+    if not token and token_file:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as exc:
+            raise CommandError(f"DRIFTWATCH_QUALITY_TOKEN_FILE {token_file} cannot be read: {exc.strerror}") from None
+    url = args.url or os.environ.get("DRIFTWATCH_QUALITY_URL", "http://127.0.0.1:9103")
+    try:
+        items = frame_to_items(read_feedback_file(Path(args.file)))
+        summary = send_feedback(url, items, token=token, batch=args.batch)
+    except FeedbackFileError as exc:
+        raise CommandError(str(exc)) from None
+    except httpx.HTTPError as exc:
+        raise CommandError(f"the quality service at {url} cannot be reached ({type(exc).__name__}); is it running "
+                           "(`driftwatch quality`, or `driftwatch up`)? Set DRIFTWATCH_QUALITY_URL or --url") from None
+    print(f"{summary.sent} labels sent: {summary.joined} joined with their prediction, {summary.pending} waiting "
+          f"for a prediction id not seen yet, {summary.duplicate} duplicates (the first label wins)")
+    if summary.unknown_ids:
+        print("first unknown ids: " + ", ".join(summary.unknown_ids[:5]))
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from driftwatch.stack import run_up
 
@@ -180,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=["logreg", "svm"], default="logreg")
     p.add_argument("--register", action="store_true", help="register a new version with its reference data")
     p.add_argument("--promote", action="store_true", help="register, then promote if the quality gate passes")
-    p.add_argument("--fault", metavar="SPEC", help="register a faulty version for drills: errors=0.5 or latency=0.25")
+    p.add_argument("--fault", metavar="SPEC", help="register a faulty version for drills: errors=0.5, latency=0.25 "
+                                                          "or flip=0.3 (a share of answers silently wrong)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
 
@@ -200,9 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, module, text in (("serve", "serving", "the prediction service"),
                                ("drift-exporter", "drift_exporter", "the drift exporter"),
-                               ("rollback-webhook", "rollback_webhook", "the rollback webhook")):
+                               ("rollback-webhook", "rollback_webhook", "the rollback webhook"),
+                               ("quality", "quality", "the quality service (feedback, live quality)")):
         p = sub.add_parser(name, help=f"run {text} in the foreground")
         p.set_defaults(func=_service(module))
+
+    p = sub.add_parser("feedback", help="send true outcomes (CSV or Parquet: prediction_id, actual[, timestamp]) "
+                                        "to the quality service")
+    p.add_argument("file")
+    p.add_argument("--url", help="the quality service (default $DRIFTWATCH_QUALITY_URL or http://127.0.0.1:9103)")
+    p.add_argument("--batch", type=int, default=10_000, help="labels per request (default 10000)")
+    p.set_defaults(func=cmd_feedback)
 
     p = sub.add_parser("up", help="run the whole stack on this machine as processes (Ctrl-C stops it)")
     p.add_argument("--mlflow-server", action="store_true", help="also run an MLflow tracking server on :5000")
@@ -217,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command not in {"serve", "drift-exporter", "rollback-webhook"}:
+    if args.command not in {"serve", "drift-exporter", "rollback-webhook", "quality"}:
         _quiet_libraries()
     try:
         code: int = args.func(args)

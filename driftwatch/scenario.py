@@ -1,9 +1,13 @@
-"""`driftwatch demo`: a release goes bad and is undone, then the world drifts — end to end, timed.
+"""`driftwatch demo`: a release goes bad and is undone, the world drifts, then a release that is
+silently wrong is caught by its true labels and undone — end to end, timed.
 
 1. Train and promote a good version; start the stack (demo timing, see monitoring/render.py).
 2. Steady traffic; promote a deliberately faulty version (errors=0.5).
 3. HighErrorRate fires → Alertmanager → rollback webhook → production back → serving reloads.
 4. Traffic whose inputs drift → FeatureDrift fires → Slack (the local sink unless a real URL is set).
+5. Inputs back to normal; the traffic generator now sends each prediction's true label 3 s later to
+   the quality service. Promote a silently wrong version (flip=0.3: 30% of answers are another
+   class, no errors, no extra latency) → ModelQualityDegraded fires → rollback → serving reloads.
 It prints a timeline and the time from the bad promotion to the good version serving again, and
 exits 0 only if the loop closed.
 """
@@ -23,6 +27,8 @@ from driftwatch.traffic import TrafficGenerator
 
 T = TypeVar("T")
 DRIFT_SHIFT = {"petal_length": 1.5, "petal_width": 1.5}
+LABEL_DELAY_SECONDS = 3.0
+FLIP_SHARE = 0.3
 
 
 @dataclass
@@ -123,10 +129,20 @@ def alertmanager_has(stack: Stack, name: str) -> bool:
     return bool(response.json())
 
 
-def run_scenario(stack: Stack, *, drift: bool = True,
+def quality_of(stack: Stack, version: str) -> dict[str, Any] | None:
+    response = httpx.get(f"{stack.urls.quality}/quality", timeout=2)
+    for entry in response.json().get("versions", []):
+        if entry.get("version") == version:
+            found: dict[str, Any] = entry
+            return found
+    return None
+
+
+def run_scenario(stack: Stack, *, drift: bool = True, quality: bool = True,
                  on_stack_up: Callable[[Stack], None] | None = None) -> ScenarioResult:
     """Run the scenario on a stack that is not started yet; the caller stops it."""
     from model_registry.client import ModelRegistry
+    from model_registry.data import load_iris_dataset
     from model_registry.faults import FaultSpec
     from model_registry.reference import read_reference
     from model_registry.settings import RegistrySettings
@@ -146,7 +162,10 @@ def run_scenario(stack: Stack, *, drift: bool = True,
         stack.start()
         timeline.mark("stack up")
         reference = read_reference(registry.download_reference(good.version or "", stack.home / "demo-reference"))
-        traffic = TrafficGenerator(stack.urls.serving, reference.features, rate=20.0)
+        # The demo knows the world's truth: Iris rows and their species, sent as labels in act 3.
+        iris = load_iris_dataset()
+        traffic = TrafficGenerator(stack.urls.serving, iris.features[reference.feature_names], rate=20.0,
+                                   truth=iris.target)
         traffic.start()
         timeline.mark("steady traffic: 20 requests/s of training-like rows")
         wait_for("Prometheus to scrape predictions",
@@ -190,13 +209,18 @@ def run_scenario(stack: Stack, *, drift: bool = True,
                 wait_for("the FeatureDrift Slack message",
                          lambda: any("FeatureDrift" in text for text in slack_texts(stack)), timeout=60)
                 timeline.mark("FeatureDrift reached Slack (local sink)")
+        if quality:
+            _quality_act(stack, registry, registry_settings, traffic, result)
         if stack.urls.slack_sink:
             texts = slack_texts(stack)
             checks["HighErrorRate reached Slack"] = any("HighErrorRate" in t for t in texts)
             if drift:
                 checks["FeatureDrift reached Slack"] = any("FeatureDrift" in t for t in texts)
+            if quality:
+                checks["ModelQualityDegraded reached Slack"] = any("ModelQualityDegraded" in t for t in texts)
         rolled = [d for d in webhook_decisions(stack) if d.get("decision") == "rolled_back"]
-        checks["exactly one rollback"] = len(rolled) == 1
+        expected = 2 if quality else 1
+        checks[f"exactly {'two rollbacks' if quality else 'one rollback'}"] = len(rolled) == expected
     except DemoFailed as exc:
         result.failure = str(exc)
         timeline.mark(f"FAILED: {exc}")
@@ -204,6 +228,45 @@ def run_scenario(stack: Stack, *, drift: bool = True,
         if traffic is not None:
             traffic.stop()
     return result
+
+
+def _quality_act(stack: Stack, registry: Any, registry_settings: Any, traffic: TrafficGenerator,
+                 result: ScenarioResult) -> None:
+    """Act 3: true labels arrive after a delay; a silently wrong release is caught by them."""
+    from model_registry.faults import FaultSpec
+    from model_registry.training import train_and_register
+
+    timeline, checks, good = result.timeline, result.checks, result.good_version or ""
+    traffic.set_shift({})
+    traffic.send_labels(stack.urls.quality, delay=LABEL_DELAY_SECONDS,
+                        token=stack.quality_token_file.read_text().strip())
+    timeline.mark(f"inputs back to normal; each prediction's true label now reaches the quality service "
+                  f"{LABEL_DELAY_SECONDS:.0f} s later")
+    live = wait_for(f"live quality of v{good} from 200 labels",
+                    lambda: (q := quality_of(stack, good)) and q["window_labeled"] >= 200 and q, timeout=90)
+    timeline.mark(f"v{good} live accuracy {live['accuracy']:.3f} on {live['window_labeled']} labels "
+                  f"(reference {live['reference'].get('accuracy', float('nan')):.3f})")
+    wrong = train_and_register(registry_settings, model="logreg", fault=FaultSpec(flip_rate=FLIP_SHARE),
+                               register=True, actor="demo")
+    registry.promote(wrong.version or "", actor="demo", reason="demo: a release that is silently wrong")
+    t_wrong = timeline.mark(f"promoted v{wrong.version}, silently wrong ({FLIP_SHARE:.0%} of answers another class; "
+                            "no errors, same latency, same inputs)")
+    wait_for(f"serving to pick up v{wrong.version}", lambda: serving_version(stack) == wrong.version, timeout=30,
+             interval=0.2)
+    timeline.mark(f"serving v{wrong.version}")
+    wait_for("ModelQualityDegraded to fire", lambda: firing_alerts(stack, "ModelQualityDegraded"), timeout=150)
+    timeline.mark("ModelQualityDegraded firing in Prometheus")
+    wait_for(f"serving back on v{good}", lambda: serving_version(stack) == good, timeout=120, interval=0.2)
+    t_back = timeline.mark(f"rolled back by the webhook: serving v{good} again")
+    checks["the silently wrong version was caught by its labels and rolled back"] = True
+    production = registry.production_version(with_metrics=False)
+    checks["production is the good version after the quality rollback"] = (
+        production is not None and production.version == good)
+    checks["the silently wrong version is quarantined"] = registry.get_version(
+        wrong.version or "", with_metrics=False).quarantined
+    checks["ModelQualityDegraded never fired on the good version"] = not prometheus_has(
+        stack, f'count_over_time(ALERTS{{alertname="ModelQualityDegraded",model_version="{good}"}}[30m])')
+    timeline.mark(f"time to catch a silently wrong release by its labels: {t_back - t_wrong:.1f} s")
 
 
 def demo_stack() -> Stack:

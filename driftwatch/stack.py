@@ -1,7 +1,7 @@
 """`driftwatch up` / `down`: the whole stack on this machine as supervised processes.
 
 Order: [MLflow server] → Slack sink (when no real Slack URL) → serving → drift exporter →
-rollback webhook → Alertmanager → Prometheus. Each must be healthy before the next starts.
+rollback webhook → quality service → Alertmanager → Prometheus. Each must be healthy before the next starts.
 Logs go to ``$DRIFTWATCH_HOME/logs``; rendered configs, tokens and the pid file to
 ``$DRIFTWATCH_HOME/stack``.
 """
@@ -40,6 +40,7 @@ class StackSettings(BaseSettings):
     serving_port: int = 8000
     drift_exporter_port: int = 9101
     webhook_port: int = 9102
+    quality_port: int = 9103
     prometheus_port: int = 9090
     alertmanager_port: int = 9093
     mlflow_port: int = 5000
@@ -51,6 +52,8 @@ class StackSettings(BaseSettings):
     webhook_token_file: Path | None = None
     admin_token: SecretStr | None = None
     admin_token_file: Path | None = None
+    quality_token: SecretStr | None = None
+    quality_token_file: Path | None = None
     model_name: str = "iris-classifier"
     registry_mode: str = "alias"
     tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
@@ -86,6 +89,7 @@ class StackUrls:
     serving: str
     drift_exporter: str
     webhook: str
+    quality: str
     prometheus: str
     alertmanager: str
     mlflow: str | None
@@ -113,6 +117,7 @@ class Stack:
             serving=f"http://{host}:{settings.serving_port}",
             drift_exporter=f"http://{host}:{settings.drift_exporter_port}",
             webhook=f"http://{host}:{settings.webhook_port}",
+            quality=f"http://{host}:{settings.quality_port}",
             prometheus=f"http://{host}:{settings.prometheus_port}",
             alertmanager=f"http://{host}:{settings.alertmanager_port}",
             mlflow=f"http://{host}:{settings.mlflow_port}" if with_mlflow_server else None,
@@ -122,6 +127,8 @@ class Stack:
                                                settings.webhook_token_file)
         self.admin_token_file = _secret_file(self.dir / "admin-token", settings.admin_token,
                                              settings.admin_token_file)
+        self.quality_token_file = _secret_file(self.dir / "quality-token", settings.quality_token,
+                                               settings.quality_token_file)
 
     # ------------------------------------------------------------------ config
     def _real_slack(self) -> bool:
@@ -154,6 +161,7 @@ class Stack:
                 "serving": [f"{s.host}:{s.serving_port}"],
                 "drift_exporter": [f"{s.host}:{s.drift_exporter_port}"],
                 "rollback_webhook": [f"{s.host}:{s.webhook_port}"],
+                "quality": [f"{s.host}:{s.quality_port}"],
                 "prometheus": [f"{s.host}:{s.prometheus_port}"],
                 "alertmanager": [f"{s.host}:{s.alertmanager_port}"],
             },
@@ -186,6 +194,21 @@ class Stack:
             return {}
         return {"DRIFTWATCH_DRIFT_WINDOW_ROWS": "300", "DRIFTWATCH_DRIFT_MIN_WINDOW_ROWS": "200"}
 
+    def quality_env(self) -> dict[str, str]:
+        """Demo: an evaluation every 2 s over the newest 300 labels, so a bad release's labels take
+        over the window within seconds; production keeps the service's defaults (30 s, 500)."""
+        if self.timing != "demo":
+            return {}
+        return {"DRIFTWATCH_QUALITY_INTERVAL_SECONDS": "2", "DRIFTWATCH_QUALITY_WINDOW_LABELED": "300",
+                "DRIFTWATCH_QUALITY_ESTIMATE_WINDOW": "300"}
+
+    def webhook_env(self) -> dict[str, str]:
+        """Demo: the cooldown after a rollback on the demo clock (30 min / 30 = 60 s is longer than
+        the demo leaves between its two rollbacks, so 20 s); production keeps 30 minutes."""
+        if self.timing != "demo":
+            return {}
+        return {"DRIFTWATCH_WEBHOOK_COOLDOWN_SECONDS": "20"}
+
     def process_specs(self) -> list[ProcessSpec]:
         s = self.settings
         py = sys.executable
@@ -215,8 +238,13 @@ class Stack:
         specs.append(ProcessSpec(
             "rollback-webhook", [py, "-m", "rollback_webhook"], self.logs / "rollback-webhook.log",
             env={**env, "DRIFTWATCH_WEBHOOK_HOST": s.host, "DRIFTWATCH_WEBHOOK_PORT": str(s.webhook_port),
-                 "DRIFTWATCH_SERVING_URLS": self.urls.serving},
+                 "DRIFTWATCH_SERVING_URLS": self.urls.serving, **self.webhook_env()},
             health_url=f"{self.urls.webhook}/health", health_timeout=120))
+        specs.append(ProcessSpec(
+            "quality", [py, "-m", "quality"], self.logs / "quality.log",
+            env={**env, "DRIFTWATCH_QUALITY_HOST": s.host, "DRIFTWATCH_QUALITY_PORT": str(s.quality_port),
+                 "DRIFTWATCH_QUALITY_TOKEN_FILE": str(self.quality_token_file), **self.quality_env()},
+            health_url=f"{self.urls.quality}/health", health_timeout=120))
         monitoring = self.dir / "monitoring"
         specs.append(ProcessSpec(
             "alertmanager",
@@ -263,6 +291,7 @@ class Stack:
             f"serving           {u.serving}  (/predict, /docs, /metrics)",
             f"drift exporter    {u.drift_exporter}  (/drift, /report, /metrics)",
             f"rollback webhook  {u.webhook}  (/decisions)",
+            f"quality           {u.quality}  (POST /feedback, /quality, /metrics)",
             f"prometheus        {u.prometheus}  (alerts: {u.prometheus}/alerts)",
             f"alertmanager      {u.alertmanager}",
         ]

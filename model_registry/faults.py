@@ -1,4 +1,6 @@
-"""Deliberately faulty versions for drills: a share of predictions fail, or each one is slowed.
+"""Deliberately faulty versions for drills: a share of predictions fail, each one is slowed, or a
+share of them is silently wrong (``flip``: another class is answered, with the confidence the right
+one had; no error, no extra latency, same inputs: only labels can tell).
 
 The wrapper is a real scikit-learn estimator, pickled with the model, so a faulty version loads
 and serves like any other (``mlflow models serve`` included) and misbehaves where it would in life:
@@ -24,13 +26,14 @@ class InjectedFault(RuntimeError):
 class FaultSpec:
     error_rate: float = 0.0
     latency_seconds: float = 0.0
+    flip_rate: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> FaultSpec:
-        """Parse ``errors=0.5``, ``latency=0.25`` or both, comma-separated."""
-        error_rate, latency = 0.0, 0.0
+        """Parse ``errors=0.5``, ``latency=0.25``, ``flip=0.3`` or several, comma-separated."""
+        error_rate, latency, flip = 0.0, 0.0, 0.0
         if not text.strip():
-            raise ValueError("empty fault; use errors=SHARE (0..1) or latency=SECONDS")
+            raise ValueError("empty fault; use errors=SHARE (0..1), latency=SECONDS or flip=SHARE (0..1)")
         for part in text.split(","):
             key, sep, raw = part.strip().partition("=")
             if not sep:
@@ -47,9 +50,13 @@ class FaultSpec:
                 if not 0.0 < value <= 60.0:
                     raise ValueError(f"fault latency={raw}: seconds must be in (0, 60]")
                 latency = value
+            elif key == "flip":
+                if not 0.0 < value <= 1.0:
+                    raise ValueError(f"fault flip={raw}: the share must be in (0, 1]")
+                flip = value
             else:
-                raise ValueError(f"unknown fault {key!r}; use errors=SHARE or latency=SECONDS")
-        return cls(error_rate=error_rate, latency_seconds=latency)
+                raise ValueError(f"unknown fault {key!r}; use errors=SHARE, latency=SECONDS or flip=SHARE")
+        return cls(error_rate=error_rate, latency_seconds=latency, flip_rate=flip)
 
     def describe(self) -> str:
         parts = []
@@ -57,16 +64,45 @@ class FaultSpec:
             parts.append(f"errors={self.error_rate:g}")
         if self.latency_seconds:
             parts.append(f"latency={self.latency_seconds:g}")
+        if self.flip_rate:
+            parts.append(f"flip={self.flip_rate:g}")
         return ",".join(parts)
 
 
-class FaultyClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
-    """Wraps a fitted classifier; fails a share ``error_rate`` of calls and sleeps ``latency_seconds``."""
+def flip_labels(labels: np.ndarray, proba: np.ndarray | None, classes: np.ndarray, rate: float,
+                rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Answer the next class (in ``classes`` order) instead of the predicted one for a share ``rate``
+    of rows, and rotate those rows' probabilities the same way, so the wrong class carries the
+    confidence the right one had. One draw per row."""
+    rng = rng or np.random.default_rng()
+    labels = np.asarray(labels).copy()
+    if len(classes) < 2 or rate <= 0:
+        return labels, proba
+    flip = rng.random(len(labels)) < rate
+    if not flip.any():
+        return labels, proba
+    index = {c.item() if isinstance(c, np.generic) else c: i for i, c in enumerate(classes)}
+    for row in np.flatnonzero(flip):
+        value = labels[row]
+        position = index.get(value.item() if isinstance(value, np.generic) else value)
+        if position is not None:
+            labels[row] = classes[(position + 1) % len(classes)]
+    if proba is not None:
+        proba = np.asarray(proba).copy()
+        proba[flip] = np.roll(proba[flip], 1, axis=1)
+    return labels, proba
 
-    def __init__(self, estimator: Any = None, error_rate: float = 0.0, latency_seconds: float = 0.0) -> None:
+
+class FaultyClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
+    """Wraps a fitted classifier; fails a share ``error_rate`` of calls, sleeps ``latency_seconds`` and
+    answers another class for a share ``flip_rate`` of rows."""
+
+    def __init__(self, estimator: Any = None, error_rate: float = 0.0, latency_seconds: float = 0.0,
+                 flip_rate: float = 0.0) -> None:
         self.estimator = estimator
         self.error_rate = error_rate
         self.latency_seconds = latency_seconds
+        self.flip_rate = flip_rate
 
     def fit(self, X: Any, y: Any) -> FaultyClassifier:
         self.estimator.fit(X, y)
@@ -89,8 +125,14 @@ class FaultyClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     def predict(self, X: Any) -> np.ndarray:
         self.inject()
-        return np.asarray(self.estimator.predict(X))
+        labels = np.asarray(self.estimator.predict(X))
+        return flip_labels(labels, None, self.classes_, getattr(self, "flip_rate", 0.0))[0]
 
     def predict_proba(self, X: Any) -> np.ndarray:
         self.inject()
-        return np.asarray(self.estimator.predict_proba(X))
+        proba = np.asarray(self.estimator.predict_proba(X))
+        if not getattr(self, "flip_rate", 0.0):
+            return proba
+        labels = self.classes_[proba.argmax(axis=1)]
+        flipped = flip_labels(labels, proba, self.classes_, self.flip_rate)[1]
+        return proba if flipped is None else flipped

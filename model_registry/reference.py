@@ -5,6 +5,8 @@ Format ``driftwatch.reference/v1`` (artifact folder ``reference/`` of the versio
 - ``features.csv``: header = feature names in signature order; rows = a sample of training features.
 - ``predictions.csv``: ``class_id``, ``class_name``, ``probability`` (the top class probability);
   the model's own predictions on those rows, one per row.
+- ``holdout.csv`` (optional): the labeled holdout, ``actual``, ``predicted``, ``probability`` (top
+  class probability); the quality service's reference quality and CBPE calibration (docs/quality.md).
 - ``metadata.json``: ``format``, ``model_name``, ``feature_names``, ``feature_types``
   (``numeric`` | ``categorical``), ``class_names``, ``rows``, ``created_at``.
 """
@@ -26,6 +28,7 @@ REFERENCE_ARTIFACT_PATH = "reference"
 FEATURES_FILE = "features.csv"
 PREDICTIONS_FILE = "predictions.csv"
 METADATA_FILE = "metadata.json"
+HOLDOUT_FILE = "holdout.csv"  # optional: the labeled holdout (quality service: reference quality, CBPE)
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,15 @@ def build_reference(model: Any, features: pd.DataFrame, class_names: Sequence[st
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return ReferenceData(features=sample, predictions=predictions, metadata=metadata)
+
+
+def build_holdout(model: Any, features: pd.DataFrame, actual: Sequence[Any]) -> pd.DataFrame:
+    """The version's labeled holdout for the quality service: ``actual``, ``predicted`` (the label as
+    the model returns it) and, for classifiers, ``probability`` (the top class probability)."""
+    frame = pd.DataFrame({"actual": list(actual), "predicted": np.asarray(model.predict(features)).ravel()})
+    if hasattr(model, "predict_proba"):
+        frame["probability"] = np.asarray(model.predict_proba(features)).max(axis=1).round(6)
+    return frame
 
 
 def write_reference(reference: ReferenceData, folder: Path) -> Path:

@@ -21,7 +21,13 @@ from model_registry.client import ModelRegistry
 from model_registry.data import load_iris_dataset
 from model_registry.faults import FaultSpec, FaultyClassifier
 from model_registry.gate import GateDecision, GatePolicy, evaluate_gate
-from model_registry.reference import REFERENCE_ARTIFACT_PATH, build_reference, write_reference
+from model_registry.reference import (
+    HOLDOUT_FILE,
+    REFERENCE_ARTIFACT_PATH,
+    build_holdout,
+    build_reference,
+    write_reference,
+)
 from model_registry.settings import RegistrySettings
 from model_registry.versions import TAG_FAULT, TAG_MODEL_KIND
 
@@ -86,7 +92,8 @@ def train_and_register(settings: RegistrySettings, *, model: ModelKind = "logreg
     metrics = evaluate(estimator, x_train, y_train, x_test, y_test)
     served: Any = estimator
     if fault is not None:
-        served = FaultyClassifier(estimator, error_rate=fault.error_rate, latency_seconds=fault.latency_seconds)
+        served = FaultyClassifier(estimator, error_rate=fault.error_rate, latency_seconds=fault.latency_seconds,
+                                  flip_rate=fault.flip_rate)
 
     # The fluent API logs to the process-wide URIs; point them at this registry.
     mlflow.set_tracking_uri(registry.tracking_uri)
@@ -110,7 +117,9 @@ def train_and_register(settings: RegistrySettings, *, model: ModelKind = "logreg
         reference = build_reference(estimator, x_train, data.class_names, model_name=settings.model_name,
                                     max_rows=settings.reference_rows, seed=seed)
         with tempfile.TemporaryDirectory(prefix="driftwatch-ref-") as tmp:
-            mlflow.log_artifacts(str(write_reference(reference, Path(tmp))), REFERENCE_ARTIFACT_PATH)
+            folder = write_reference(reference, Path(tmp))
+            build_holdout(estimator, x_test, y_test).to_csv(folder / HOLDOUT_FILE, index=False)
+            mlflow.log_artifacts(str(folder), REFERENCE_ARTIFACT_PATH)
         model_uri = f"runs:/{run.info.run_id}/model"
         logged = mlflow.last_logged_model()
         if logged is not None:

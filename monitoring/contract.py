@@ -37,7 +37,42 @@ DATA_LOSS_METRICS: dict[str, str] = {
     "model_drift_log_corrupt_lines_total": "counter",
 }
 
-CONTRACT_METRICS: dict[str, str] = {**CORE_METRICS, **DATA_LOSS_METRICS}
+# The quality service (quality/metrics.py; docs/quality.md): live quality per version from delayed
+# labels, the reference quality next to it, the CBPE estimate, and the feedback it received.
+QUALITY_METRICS: dict[str, str] = {
+    "model_quality_accuracy": "gauge",
+    "model_quality_accuracy_lower_bound": "gauge",
+    "model_quality_accuracy_upper_bound": "gauge",
+    "model_quality_f1_macro": "gauge",
+    "model_quality_recall": "gauge",
+    "model_quality_confusion": "gauge",
+    "model_quality_mae": "gauge",
+    "model_quality_mae_lower_bound": "gauge",
+    "model_quality_mae_upper_bound": "gauge",
+    "model_quality_rmse": "gauge",
+    "model_quality_window_labeled": "gauge",
+    "model_quality_labeled_ratio": "gauge",
+    "model_quality_label_delay_seconds": "gauge",
+    "model_quality_reference_accuracy": "gauge",
+    "model_quality_reference_f1_macro": "gauge",
+    "model_quality_reference_mae": "gauge",
+    "model_quality_reference_rmse": "gauge",
+    "model_quality_estimated_accuracy": "gauge",
+    "model_quality_estimate_window_rows": "gauge",
+    "model_quality_estimate_error": "gauge",
+    "model_quality_pending_labels": "gauge",
+    "model_feedback_labels_total": "counter",
+    "model_feedback_unmatched_total": "counter",
+    "model_quality_log_rows_total": "counter",
+    "model_quality_log_corrupt_lines_total": "counter",
+    "model_quality_runs_total": "counter",
+    "model_quality_errors_total": "counter",
+    "model_quality_last_run_timestamp_seconds": "gauge",
+    "model_quality_run_duration_seconds": "histogram",
+    "model_quality_http_errors_total": "counter",
+}
+
+CONTRACT_METRICS: dict[str, str] = {**CORE_METRICS, **DATA_LOSS_METRICS, **QUALITY_METRICS}
 
 # Series Prometheus makes itself: scrape health and the state of alerting rules.
 BUILTIN_SERIES = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})

@@ -20,7 +20,7 @@ DASHBOARDS_DIR = Path(__file__).resolve().parent / "grafana" / "dashboards"
 DATASOURCE_UID = "driftwatch-prometheus"
 DS: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
 TAGS = ["driftwatch"]
-JOBS = "serving|drift_exporter|rollback_webhook|prometheus|alertmanager"
+JOBS = "serving|drift_exporter|rollback_webhook|quality|prometheus|alertmanager"
 M = 'model_name=~"$model"'
 MV = 'model_name=~"$model", model_version=~"$version"'
 MVF = 'model_name=~"$model", model_version=~"$version", feature=~"$feature"'
@@ -31,6 +31,8 @@ LATENCY_SLA_SECONDS = 0.15
 DISTANCE_THRESHOLD = 0.1
 MIN_WINDOW_ROWS = 300
 STALE_SECONDS = 300
+QUALITY_MARGIN = 0.05  # ModelQualityDegraded / ModelQualityEstimateDropped: points below the reference
+MIN_LABELED = 200
 
 
 # ---------------------------------------------------------------------- building blocks
@@ -413,10 +415,99 @@ def overview_dashboard() -> dict[str, Any]:
                      variables, panels)
 
 
+def quality_dashboard() -> dict[str, Any]:
+    panels: list[tuple[int, Panel]] = [
+        (1, Panel("timeseries", "Live accuracy against reference, per version",
+                  "Accuracy over the newest labeled predictions (solid), the upper end of its Wilson interval "
+                  "and the version's holdout accuracy at registration. ModelQualityDegraded rolls back when the "
+                  f"upper end stays more than {QUALITY_MARGIN:.0%} below the reference for 5 minutes, on at least "
+                  f"{MIN_LABELED} labels.",
+                  [target(f"max by (model_version) (model_quality_accuracy{{{MV}}})", "live v{{model_version}}"),
+                   target(f"max by (model_version) (model_quality_accuracy_upper_bound{{{MV}}})",
+                          "upper bound v{{model_version}}", ref="B"),
+                   target(f"max by (model_version) (model_quality_reference_accuracy{{{MV}}})",
+                          "reference v{{model_version}}", ref="C")],
+                  "percentunit", width=12, axis_label="accuracy")),
+        (2, Panel("timeseries", "Macro F1 against reference",
+                  "Macro-averaged F1 over the newest labeled predictions, and on the holdout at registration.",
+                  [target(f"max by (model_version) (model_quality_f1_macro{{{MV}}})", "live v{{model_version}}"),
+                   target(f"max by (model_version) (model_quality_reference_f1_macro{{{MV}}})",
+                          "reference v{{model_version}}", ref="B")],
+                  "percentunit", width=12, axis_label="macro F1")),
+        (3, Panel("timeseries", "Recall per class",
+                  "Recall of each actual class over the newest labeled predictions: which class a bad version "
+                  "gets wrong.",
+                  [target(f"max by (model_version, class) (model_quality_recall{{{MV}}})",
+                          "v{{model_version}} {{class}}")], "percentunit", width=12)),
+        (4, Panel("timeseries", "Estimated (CBPE) against realized accuracy",
+                  "Accuracy estimated from the model's own probabilities, calibrated on its holdout, over its "
+                  "newest predictions (no labels needed), next to the realized accuracy from labels. "
+                  "ModelQualityEstimateDropped warns (never rolls back) when the estimate stays more than "
+                  f"{QUALITY_MARGIN:.0%} below the reference for 15 minutes.",
+                  [target(f"max by (model_version) (model_quality_estimated_accuracy{{{MV}}})",
+                          "estimated v{{model_version}}"),
+                   target(f"max by (model_version) (model_quality_accuracy{{{MV}}})", "realized v{{model_version}}",
+                          ref="B")],
+                  "percentunit", width=12, axis_label="accuracy")),
+        (5, Panel("timeseries", "Estimate error",
+                  "CBPE estimate minus realized accuracy on the same labeled predictions: how far off the "
+                  "estimate is on this version.",
+                  [target(f"max by (model_version) (model_quality_estimate_error{{{MV}}})", "v{{model_version}}")],
+                  "percentunit", width=12)),
+        (6, Panel("timeseries", "Labeled share and labels in the window",
+                  "Share of a version's stored predictions that have a label, and the labeled predictions its "
+                  f"live quality is computed on (no quality alert under {MIN_LABELED}).",
+                  [target(f"max by (model_version) (model_quality_labeled_ratio{{{MV}}})",
+                          "labeled share v{{model_version}}")], "percentunit", width=12)),
+        (7, Panel("timeseries", "Label delay and time since last evaluation",
+                  "Median time from a prediction to its label, per version; and seconds since the quality "
+                  "service last finished an evaluation (QualityCheckStale after 5 minutes).",
+                  [target(f"max by (model_version) (model_quality_label_delay_seconds{{{MV}}})",
+                          "label delay v{{model_version}}"),
+                   target(f"time() - max by (model_name) (model_quality_last_run_timestamp_seconds{{{M}}})",
+                          "since last evaluation", ref="B")], "s", width=12,
+                  threshold=[("green", None), ("orange", STALE_SECONDS)])),
+        (8, Panel("timeseries", "Labels received",
+                  "Labels sent to POST /feedback by result: joined (prediction known), pending (id not seen in "
+                  "the prediction log yet), duplicate (the first label wins), invalid (request refused); and "
+                  "labels the retention deleted without their prediction.",
+                  [target(f"sum by (result) (increase(model_feedback_labels_total{{{M}}}[$__rate_interval]))",
+                          "{{result}}"),
+                   target(f"sum(increase(model_feedback_unmatched_total{{{M}}}[$__rate_interval]))",
+                          "expired unmatched", ref="B")], "short", width=12, bars=True, axis_label="labels")),
+        (9, Panel("table", "Confusion counts",
+                  "Labeled predictions of the window by actual and predicted class, per version.",
+                  [target(f"max by (model_version, actual_class, predicted_class) (model_quality_confusion{{{MV}}})",
+                          instant=True, table=True)], "short", width=12,
+                  transformations=[{"id": "organize", "options": {"excludeByName": {"Time": True},
+                                                                  "renameByName": {"Value": "count"}}}])),
+        (10, Panel("timeseries", "Regressors: MAE and RMSE against reference",
+                   "For regressors: live MAE (with its lower bound, which ModelQualityDegraded compares with "
+                   "1.25 × the reference MAE) and RMSE, next to the holdout values at registration.",
+                   [target(f"max by (model_version) (model_quality_mae{{{MV}}})", "MAE v{{model_version}}"),
+                    target(f"max by (model_version) (model_quality_mae_lower_bound{{{MV}}})",
+                           "MAE lower bound v{{model_version}}", ref="B"),
+                    target(f"max by (model_version) (model_quality_reference_mae{{{MV}}})",
+                           "reference MAE v{{model_version}}", ref="C"),
+                    target(f"max by (model_version) (model_quality_rmse{{{MV}}})", "RMSE v{{model_version}}",
+                           ref="D")], "short", width=12)),
+    ]
+    variables = [datasource_variable(),
+                 query_variable("model", "Model", "label_values(model_quality_window_labeled, model_name)",
+                                multi=False),
+                 query_variable("version", "Version",
+                                'label_values(model_quality_window_labeled{model_name=~"$model"}, model_version)',
+                                multi=True)]
+    return dashboard("driftwatch-quality", "Driftwatch / Quality",
+                     "Live quality per version from delayed labels, against the holdout at registration; the "
+                     "estimate before labels (CBPE) against the realized accuracy; labeled share and label delay.",
+                     variables, panels)
+
+
 def build_dashboards() -> dict[str, dict[str, Any]]:
     """File name -> dashboard model."""
     return {"driftwatch-overview.json": overview_dashboard(), "driftwatch-serving.json": serving_dashboard(),
-            "driftwatch-drift.json": drift_dashboard()}
+            "driftwatch-drift.json": drift_dashboard(), "driftwatch-quality.json": quality_dashboard()}
 
 
 def dashboard_text(model: dict[str, Any]) -> str:

@@ -38,7 +38,7 @@ RUNBOOK_PLACEHOLDER = "https://driftwatch.invalid/docs/runbooks.md"
 DEFAULT_GRAFANA_URL = "http://127.0.0.1:3000"
 DEFAULT_CHANNELS = {"oncall": "#driftwatch-oncall", "ml": "#driftwatch-ml"}
 WEBHOOK_RECEIVER = "rollback-webhook"
-JOBS = ("serving", "drift_exporter", "rollback_webhook", "prometheus", "alertmanager")
+JOBS = ("serving", "drift_exporter", "rollback_webhook", "quality", "prometheus", "alertmanager")
 SLACK_HOSTS = ("hooks.slack.com", "hooks.slack-gov.com")
 
 
@@ -272,7 +272,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # `driftwatch up`: every process on 127.0.0.1, docs/contract.md ports.
     "local": {
         "targets": {"serving": ["127.0.0.1:8000"], "drift_exporter": ["127.0.0.1:9101"],
-                    "rollback_webhook": ["127.0.0.1:9102"], "prometheus": ["127.0.0.1:9090"],
+                    "rollback_webhook": ["127.0.0.1:9102"], "quality": ["127.0.0.1:9103"],
+                    "prometheus": ["127.0.0.1:9090"],
                     "alertmanager": ["127.0.0.1:9093"]},
         "webhook_url": "http://127.0.0.1:9102/alerts",
         "alertmanager_url": "http://127.0.0.1:9093",
@@ -281,7 +282,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # docker-compose.yml: service names inside the network, secrets under /run/secrets.
     "compose": {
         "targets": {"serving": ["serving:8000"], "drift_exporter": ["drift-exporter:9101"],
-                    "rollback_webhook": ["rollback-webhook:9102"], "prometheus": ["localhost:9090"],
+                    "rollback_webhook": ["rollback-webhook:9102"], "quality": ["quality:9103"],
+                    "prometheus": ["localhost:9090"],
                     "alertmanager": ["alertmanager:9093"]},
         "webhook_url": "http://rollback-webhook:9102/alerts",
         "webhook_token_file": "/run/secrets/webhook_token",

@@ -1,10 +1,10 @@
 """The rollback policy: which alerts may undo a release, and the brakes that stop rollback loops.
 
-Safe defaults: only ``HighErrorRate`` and ``HighLatency`` roll back (symptoms a bad release causes
-and an older release cures); every other alert name, even one labelled ``rollback="true"``, only
-notifies until it is named in the policy. After an automatic rollback, further ones wait out a
-cooldown; at most ``max_rollbacks`` happen in a sliding window; a rollback never goes to a version
-below ``floor_version``.
+Safe defaults: only ``HighErrorRate``, ``HighLatency`` and ``ModelQualityDegraded`` roll back
+(symptoms a bad release causes and an older release cures; the last one from true labels); every
+other alert name, even one labelled ``rollback="true"``, only notifies until it is named in the
+policy. After an automatic rollback, further ones wait out a cooldown; at most ``max_rollbacks``
+happen in a sliding window; a rollback never goes to a version below ``floor_version``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 Action = Literal["rollback", "notify"]
-DEFAULT_ROLLBACK_ALERTS = ("HighErrorRate", "HighLatency")
+DEFAULT_ROLLBACK_ALERTS = ("HighErrorRate", "HighLatency", "ModelQualityDegraded")
 
 
 class AlertPolicy(BaseModel):

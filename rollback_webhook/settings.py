@@ -61,7 +61,7 @@ class WebhookSettings(BaseSettings):
 
     # The policy (see rollback_webhook/policy.py and docs/rollback_webhook.md).
     rollback_alerts: str = Field(
-        default="HighErrorRate,HighLatency",
+        default="HighErrorRate,HighLatency,ModelQualityDegraded",
         validation_alias=_env("DRIFTWATCH_WEBHOOK_ROLLBACK_ALERTS", "rollback_alerts"))
     notify_alerts: str = Field(
         default="", validation_alias=_env("DRIFTWATCH_WEBHOOK_NOTIFY_ALERTS", "notify_alerts"))

@@ -7,8 +7,9 @@ exactly the same labels as the model's own ``predict`` and the same probabilitie
 the service runs the model's own code, off the event loop.
 
 A fault-injection version (``model_registry.faults.FaultyClassifier``) is unwrapped: its estimator is
-what gets compiled, and its ``error_rate``/``latency_seconds`` become a ``Fault`` that the request path
-applies around inference (sleeping with ``asyncio.sleep``, never blocking the event loop).
+what gets compiled, and its ``error_rate``/``latency_seconds``/``flip_rate`` become a ``Fault`` that the
+request path applies around inference (sleeping with ``asyncio.sleep``, never blocking the event loop;
+flipping labels after inference).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import pandas as pd
 
-from model_registry.faults import FaultyClassifier, InjectedFault
+from model_registry.faults import FaultyClassifier, InjectedFault, flip_labels
 from serving.schema import ModelSchema
 
 logger = logging.getLogger(__name__)
@@ -43,10 +44,11 @@ class Fault:
 
     error_rate: float = 0.0
     latency_seconds: float = 0.0
+    flip_rate: float = 0.0
 
     @property
     def active(self) -> bool:
-        return self.error_rate > 0 or self.latency_seconds > 0
+        return self.error_rate > 0 or self.latency_seconds > 0 or self.flip_rate > 0
 
     def maybe_fail(self) -> None:
         if self.error_rate > 0 and random.random() < self.error_rate:
@@ -58,7 +60,17 @@ class Fault:
             parts.append(f"errors={self.error_rate:g}")
         if self.latency_seconds:
             parts.append(f"latency={self.latency_seconds:g}")
+        if self.flip_rate:
+            parts.append(f"flip={self.flip_rate:g}")
         return ",".join(parts) or None
+
+    def flip(self, output: Output, classes: list[Any]) -> Output:
+        """A silently wrong answer for a share ``flip_rate`` of rows (see ``model_registry.faults``)."""
+        if self.flip_rate <= 0:
+            return output
+        labels, proba = flip_labels(np.asarray(output.labels, dtype=object), output.probabilities,
+                                    np.asarray(classes, dtype=object), self.flip_rate)
+        return Output(labels=labels.tolist(), probabilities=proba)
 
 
 NO_FAULT = Fault()
@@ -157,7 +169,8 @@ def load_predictor(model_dir: Path, schema: ModelSchema, warmup_rows: list[list[
     estimator = mlflow.sklearn.load_model(str(model_dir))
     fault = NO_FAULT
     if isinstance(estimator, FaultyClassifier):
-        fault = Fault(float(estimator.error_rate), float(estimator.latency_seconds))
+        fault = Fault(float(estimator.error_rate), float(estimator.latency_seconds),
+                      float(getattr(estimator, "flip_rate", 0.0)))
         estimator = estimator.estimator
     classes = [c.item() if isinstance(c, np.generic) else c for c in getattr(estimator, "classes_", [])] or None
     native = SklearnPredictor(estimator)

@@ -196,9 +196,10 @@ class Scorer:
         fault.maybe_fail()
         predictor = model.predictor
         x = model.schema.to_matrix(rows) if predictor.wants_matrix else model.schema.to_frame(rows)
-        if predictor.blocking:
-            return await asyncio.to_thread(predictor.predict, x)
-        return predictor.predict(x)
+        output = await asyncio.to_thread(predictor.predict, x) if predictor.blocking else predictor.predict(x)
+        if fault.flip_rate > 0:
+            output = fault.flip(output, sorted(model.class_index, key=model.class_index.__getitem__))
+        return output
 
     def internal_error(self, endpoint: Endpoint) -> Answer:
         """A 500 for a fault on the prediction path itself, counted as ``reason="inference"`` (a release

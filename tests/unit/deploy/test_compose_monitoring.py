@@ -123,7 +123,7 @@ def test_every_rule_file_prometheus_references_is_mounted_and_exists(compose: Co
 def test_scrape_targets_are_compose_services_on_their_ports(compose: Compose,
                                                             prometheus_config: dict[str, Any]) -> None:
     expected_job = {"serving": "serving", "drift_exporter": "drift-exporter", "rollback_webhook": "rollback-webhook",
-                    "alertmanager": "alertmanager", "prometheus": "prometheus"}
+                    "quality": "quality", "alertmanager": "alertmanager", "prometheus": "prometheus"}
     jobs = {job["job_name"]: job for job in prometheus_config["scrape_configs"]}
     assert set(jobs) == set(expected_job)
     for job_name, job in jobs.items():

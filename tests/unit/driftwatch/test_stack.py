@@ -29,7 +29,8 @@ def test_a_configured_token_is_used(tmp_path: Path) -> None:
 def test_services_start_in_dependency_order_on_loopback(tmp_path: Path) -> None:
     stack = make_stack(tmp_path)
     names = [spec.name for spec in stack.process_specs()]
-    assert names == ["slack-sink", "serving", "drift-exporter", "rollback-webhook", "alertmanager", "prometheus"]
+    assert names == ["slack-sink", "serving", "drift-exporter", "rollback-webhook", "quality", "alertmanager",
+                     "prometheus"]
     for spec in stack.process_specs():
         assert spec.health_url is not None and spec.health_url.startswith("http://127.0.0.1:")
         assert spec.log.parent == stack.logs

@@ -8,8 +8,8 @@ from monitoring.render import render_stack_config
 
 
 def render(tmp_path: Path, timing: str) -> Path:
-    targets = {job: ["127.0.0.1:1"] for job in ("serving", "drift_exporter", "rollback_webhook", "prometheus",
-                                                 "alertmanager")}
+    targets = {job: ["127.0.0.1:1"] for job in ("serving", "drift_exporter", "rollback_webhook", "quality",
+                                                 "prometheus", "alertmanager")}
     token = tmp_path / "token"
     token.write_text("t" * 24)
     render_stack_config(tmp_path / timing, targets=targets, webhook_url="http://127.0.0.1:2/alerts",

@@ -46,3 +46,19 @@ def test_faulty_classifier_fails_about_the_configured_share_and_otherwise_answer
     assert 140 < failures < 260
     assert all(np.array_equal(a, base.predict_proba(x[:3])) for a in answers)
     assert list(faulty.classes_) == [0, 1]
+
+
+def test_flip_answers_another_class_for_about_the_share_with_the_confidence_unchanged() -> None:
+    x = np.random.default_rng(1).normal(size=(3000, 2))
+    y = np.digitize(x[:, 0], [-0.5, 0.5])
+    base = LogisticRegression().fit(x, y)
+    faulty = FaultyClassifier(base, flip_rate=0.3)
+    honest, flipped = base.predict(x), faulty.predict(x)
+    assert 0.25 < float(np.mean(honest != flipped)) < 0.35
+    proba, flipped_proba = base.predict_proba(x), faulty.predict_proba(x)
+    assert np.allclose(proba.max(axis=1), flipped_proba.max(axis=1))  # as confident as before
+    assert 0.25 < float(np.mean(proba.argmax(axis=1) != flipped_proba.argmax(axis=1))) < 0.35
+    spec = FaultSpec.parse("flip=0.3")
+    assert spec.flip_rate == 0.3 and FaultSpec.parse(spec.describe()) == spec
+    with pytest.raises(ValueError, match="must be in"):
+        FaultSpec.parse("flip=1.5")

@@ -37,7 +37,7 @@ def render(tmp_path: Path) -> Render:
 
     def _render(**overrides: object) -> RenderedConfig:
         arguments: dict[str, object] = {
-            "targets": {job: [f"127.0.0.1:{port}"] for job, port in zip(JOBS, (8000, 9101, 9102, 9090, 9093),
+            "targets": {job: [f"127.0.0.1:{port}"] for job, port in zip(JOBS, (8000, 9101, 9102, 9103, 9090, 9093),
                                                                          strict=True)},
             "webhook_url": "http://127.0.0.1:9102/alerts",
             "webhook_token_file": token,

@@ -27,7 +27,7 @@ from tests.unit.monitoring.monitoring_files import (
 
 CONTRACT_ALERTS = {"HighErrorRate", "HighLatency", "InstanceDown", "ModelNotLoaded", "FeatureDrift", "PredictionDrift",
                  "DriftCheckStale", "ModelRolledBack"}
-ROLLBACK_ALERTS = {"HighErrorRate", "HighLatency"}
+ROLLBACK_ALERTS = {"HighErrorRate", "HighLatency", "ModelQualityDegraded"}
 # Alertmanager's own counter: the only series outside the contract an alert reads.
 ALERTMANAGER_SERIES = {"alertmanager_notifications_failed_total"}
 

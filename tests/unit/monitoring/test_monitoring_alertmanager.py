@@ -30,6 +30,10 @@ EXPECTED_RECEIVERS = {
     "DriftCheckFailing": "slack-ml",
     "PredictionLogCorrupt": "slack-ml",
     "ModelRolledBack": "slack-rollbacks",
+    # live quality from true labels blames the release; the estimate and a stale evaluation warn
+    "ModelQualityDegraded": "rollback-webhook,slack-oncall",
+    "ModelQualityEstimateDropped": "slack-ml",
+    "QualityCheckStale": "slack-ml",
 }
 
 

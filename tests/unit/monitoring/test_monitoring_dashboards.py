@@ -38,7 +38,8 @@ def models() -> list[dict[str, Any]]:
 
 
 def test_there_are_serving_drift_and_alerts_dashboards() -> None:
-    assert {m["uid"] for m in models()} == {"driftwatch-serving", "driftwatch-drift", "driftwatch-overview"}
+    assert {m["uid"] for m in models()} == {"driftwatch-serving", "driftwatch-drift", "driftwatch-overview",
+                                            "driftwatch-quality"}
 
 
 def test_committed_json_is_what_the_builder_writes() -> None:

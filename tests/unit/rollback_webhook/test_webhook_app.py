@@ -332,7 +332,8 @@ def test_metrics_count_requests_by_route_template(webhook: Webhook) -> None:
 def test_health_reports_the_policy(webhook: Webhook) -> None:
     body = webhook.client.get("/health").json()
     assert body["status"] == "ok" and body["model_name"] == MODEL
-    assert body["policy"]["alerts"] == {"HighErrorRate": {"action": "rollback"}, "HighLatency": {"action": "rollback"}}
+    assert body["policy"]["alerts"] == {"HighErrorRate": {"action": "rollback"}, "HighLatency": {"action": "rollback"},
+                                        "ModelQualityDegraded": {"action": "rollback"}}
 
 
 def test_health_is_503_when_the_store_cannot_be_read(webhook: Webhook) -> None:
