@@ -35,7 +35,7 @@ def one_run(home: Path) -> tuple[float, dict[str, float]]:
     )
     stack = Stack(settings, timing="demo", say=lambda _: None)
     try:
-        result = run_scenario(stack, drift=False)
+        result = run_scenario(stack, drift=False, quality=False)
     finally:
         stack.stop()
     if result.recovery_seconds is None:

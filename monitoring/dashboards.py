@@ -483,7 +483,7 @@ def quality_dashboard() -> dict[str, Any]:
                                                                   "renameByName": {"Value": "count"}}}])),
         (10, Panel("timeseries", "Regressors: MAE and RMSE against reference",
                    "For regressors: live MAE (with its lower bound, which ModelQualityDegraded compares with "
-                   "1.25 × the reference MAE) and RMSE, next to the holdout values at registration.",
+                   "1.25 times the reference MAE) and RMSE, next to the holdout values at registration.",
                    [target(f"max by (model_version) (model_quality_mae{{{MV}}})", "MAE v{{model_version}}"),
                     target(f"max by (model_version) (model_quality_mae_lower_bound{{{MV}}})",
                            "MAE lower bound v{{model_version}}", ref="B"),

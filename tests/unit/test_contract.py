@@ -15,6 +15,8 @@ from pydantic_settings import BaseSettings
 from drift_exporter.metrics import DriftMetrics
 from drift_exporter.settings import DriftExporterSettings
 from monitoring.contract import CONTRACT_METRICS
+from quality.metrics import QualityMetrics
+from quality.settings import QualitySettings
 from rollback_webhook.metrics import WebhookMetrics
 from rollback_webhook.settings import WebhookSettings
 from serving.metrics import ServingMetrics
@@ -72,6 +74,7 @@ SERVICES = {
     "serving": ServingMetrics,
     "exporter": DriftMetrics,
     "webhook": WebhookMetrics,
+    "quality": QualityMetrics,
 }
 
 
@@ -136,7 +139,8 @@ def field_default(settings: type[BaseSettings], env_name: str) -> object:
 
 
 @pytest.mark.parametrize(("process", "settings"), [
-    ("serving", ServingSettings), ("drift-exporter", DriftExporterSettings), ("rollback-webhook", WebhookSettings)])
+    ("serving", ServingSettings), ("drift-exporter", DriftExporterSettings), ("rollback-webhook", WebhookSettings),
+    ("quality", QualitySettings)])
 def test_each_service_listens_on_the_contract_port_under_the_contract_setting(
         process: str, settings: type[BaseSettings]) -> None:
     rows = {name(row[0]): row for row in table("Ports and processes")}
