@@ -22,8 +22,8 @@ from model_registry import ModelRegistry
 from serving.asgi import ServingASGI
 from serving.metrics import ServingMetrics
 from serving.model_store import ModelSource, ModelStore
+from serving.openapi_models import document_scoring
 from serving.prediction_log import PredictionLog
-from serving.schema import model_json_schemas
 from serving.scoring import Endpoint, Scorer
 from serving.settings import ServingSettings
 
@@ -190,7 +190,7 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
             document = get_openapi(title=app.title, version=app.version, description=app.description,
                                    routes=app.routes)
             if model is not None:
-                _document_scoring(document, model.schema.models, model.version)
+                document_scoring(document, model.schema.models, model.version)
             openapi_cache[key] = document
         return openapi_cache[key]
 
@@ -200,34 +200,6 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
     app.add_middleware(ServingASGI, scorer=scorer, max_body_bytes=settings.max_body_bytes, metrics=metrics,
                        handlers=handlers)
     return app
-
-
-def _document_scoring(document: dict[str, Any], models: Any, version: str) -> None:
-    components = document.setdefault("components", {}).setdefault("schemas", {})
-    components.update(model_json_schemas(models))
-
-    def ref(model: Any) -> dict[str, str]:
-        return {"$ref": f"#/components/schemas/{model.__name__}"}
-
-    for path, request_model, answer in (("/predict", models.predict, ref(models.predict_response)),
-                                        ("/invocations", models.invocation, {"type": "object", "properties": {
-                                            "predictions": {"type": "array", "items": {}}}})):
-        operation = document["paths"][path]["post"]
-        content: dict[str, Any] = {"application/json": {"schema": ref(request_model)}}
-        if path == "/invocations":
-            content["text/csv"] = {"schema": {"type": "string"}}
-            content["application/vnd.apache.parquet"] = {"schema": {"type": "string", "format": "binary"}}
-        operation["requestBody"] = {"required": True, "content": content}
-        operation["description"] = f"Request schema of the version being served (v{version})."
-        operation["responses"] = {
-            "200": {"description": "Predictions", "content": {"application/json": {"schema": answer}}},
-            "400": {"description": "Not JSON, or (invocations) input that does not fit the signature"},
-            "413": {"description": "Body or batch over the limit"},
-            "415": {"description": "Wrong content type"},
-            "422": {"description": "Input that does not fit the signature; the message names the field"},
-            "500": {"description": "The model raised on this request"},
-            "503": {"description": "No model loaded"},
-        }
 
 
 def _warnings(version: str, loaded_from: str, registry: dict[str, Any]) -> list[str]:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from serving.metrics import KNOWN_METHODS, UNMATCHED_HANDLER, ServingMetrics
-from serving.schema import InputProblem
+from serving.request_formats import InputProblem
 from serving.scoring import Answer, Endpoint, Scorer
 
 Scope = MutableMapping[str, Any]

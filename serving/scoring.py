@@ -23,7 +23,7 @@ from driftwatch import jsonsafe
 from serving.metrics import ServingMetrics
 from serving.model_store import LoadedModel, ModelStore
 from serving.prediction_log import PredictionLog
-from serving.schema import InputProblem
+from serving.request_formats import InputProblem
 
 logger = logging.getLogger(__name__)
 
@@ -177,17 +177,17 @@ class Scorer:
                     text = body.decode("utf-8")
                 except UnicodeDecodeError:
                     raise InputProblem("", "the CSV body is not UTF-8", status=400) from None
-                return model.schema.parse_csv(text, max_batch=self.max_batch)
+                return model.schema.requests.parse_csv(text, max_batch=self.max_batch)
             if media == PARQUET:
-                return model.schema.parse_parquet(body, max_batch=self.max_batch)
+                return model.schema.requests.parse_parquet(body, max_batch=self.max_batch)
         if media != "application/json" and not media.endswith("+json"):
             accepted = ("application/json, text/csv or " + PARQUET) if endpoint == "invocations" else "application/json"
             raise InputProblem("Content-Type", f"{media or 'no content type'} is not supported; send {accepted}",
                                status=415)
         body_json = parse_json(body)
         if endpoint == "predict":
-            return model.schema.parse_predict(body_json, max_batch=self.max_batch)
-        return model.schema.parse_invocation(body_json, max_batch=self.max_batch)
+            return model.schema.requests.parse_predict(body_json, max_batch=self.max_batch)
+        return model.schema.requests.parse_invocation(body_json, max_batch=self.max_batch)
 
     async def _infer(self, model: LoadedModel, rows: list[list[Any]]) -> Any:
         fault = model.fault

@@ -1,4 +1,4 @@
-"""Request parsing from the signature: what /predict and /invocations accept, and what they refuse."""
+"""The schema of a version, its request parsing (serving.request_formats) and its OpenAPI models: what /predict and /invocations accept, and what they refuse."""
 
 from __future__ import annotations
 
@@ -8,14 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from serving.schema import (
-    FeatureSpec,
-    InputProblem,
-    ModelSchema,
-    UnsupportedSignature,
-    features_from_signature,
-    model_json_schemas,
-)
+from serving.openapi_models import model_json_schemas
+from serving.request_formats import InputProblem
+from serving.schema import FeatureSpec, ModelSchema, UnsupportedSignature, features_from_signature
 from tests.unit.serving.conftest import ROW, ROW_VIRGINICA
 
 NAMES = list(ROW)
@@ -30,14 +25,14 @@ def problem(call: Any) -> InputProblem:
 
 def test_named_positional_and_batch_rows_come_out_in_signature_order() -> None:
     reordered = dict(reversed(list(ROW.items())))
-    assert IRIS.parse_predict({"features": reordered}, max_batch=10) == [list(ROW.values())]
-    assert IRIS.parse_predict({"features": list(ROW.values())}, max_batch=10) == [list(ROW.values())]
-    batch = IRIS.parse_predict({"instances": [ROW, list(ROW_VIRGINICA.values())]}, max_batch=10)
+    assert IRIS.requests.parse_predict({"features": reordered}, max_batch=10) == [list(ROW.values())]
+    assert IRIS.requests.parse_predict({"features": list(ROW.values())}, max_batch=10) == [list(ROW.values())]
+    batch = IRIS.requests.parse_predict({"instances": [ROW, list(ROW_VIRGINICA.values())]}, max_batch=10)
     assert batch == [list(ROW.values()), list(ROW_VIRGINICA.values())]
 
 
 def test_integers_are_accepted_for_double_features_as_floats() -> None:
-    rows = IRIS.parse_predict({"features": {**ROW, "petal_width": 1}}, max_batch=10)
+    rows = IRIS.requests.parse_predict({"features": {**ROW, "petal_width": 1}}, max_batch=10)
     assert rows[0][3] == 1.0 and isinstance(rows[0][3], float)
 
 
@@ -71,14 +66,14 @@ def test_integers_are_accepted_for_double_features_as_floats() -> None:
     pytest.param({"features": "5.1,3.5"}, "features", "named features or a list", id="features-a-string"),
 ])
 def test_bad_predict_input_names_the_field_and_the_problem(body: Any, field: str, words: str) -> None:
-    found = problem(lambda: IRIS.parse_predict(body, max_batch=10))
+    found = problem(lambda: IRIS.requests.parse_predict(body, max_batch=10))
     assert found.field == field
     assert words in found.problem
     assert 400 <= found.status < 500
 
 
 def test_a_batch_over_the_limit_is_refused_with_413_naming_the_setting() -> None:
-    found = problem(lambda: IRIS.parse_predict({"instances": [ROW] * 11}, max_batch=10))
+    found = problem(lambda: IRIS.requests.parse_predict({"instances": [ROW] * 11}, max_batch=10))
     assert found.status == 413
     assert "DRIFTWATCH_MAX_BATCH" in found.problem and "11 rows" in found.problem
 
@@ -95,7 +90,7 @@ def test_a_batch_over_the_limit_is_refused_with_413_naming_the_setting() -> None
     pytest.param({"inputs": [ROW], "params": {"a": 1}}, id="params-ignored"),
 ])
 def test_invocation_formats_give_the_same_row(body: Any) -> None:
-    assert IRIS.parse_invocation(body, max_batch=10) == [list(ROW.values())]
+    assert IRIS.requests.parse_invocation(body, max_batch=10) == [list(ROW.values())]
 
 
 @pytest.mark.parametrize(("body", "words"), [
@@ -109,31 +104,31 @@ def test_invocation_formats_give_the_same_row(body: Any) -> None:
     pytest.param({"inputs": {"sepal_length": [1.0, 2.0], "sepal_width": [1.0]}}, "same number", id="ragged-columns"),
 ])
 def test_invocation_problems_are_client_errors(body: Any, words: str) -> None:
-    found = problem(lambda: IRIS.parse_invocation(body, max_batch=10))
+    found = problem(lambda: IRIS.requests.parse_invocation(body, max_batch=10))
     assert words in str(found)
     assert 400 <= found.status < 500
 
 
 def test_csv_rows_are_read_by_header() -> None:
     text = "petal_width,petal_length,sepal_width,sepal_length\n0.2,1.4,3.5,5.1\n2.3,5.2,3.0,6.7\n"
-    assert IRIS.parse_csv(text, max_batch=10) == [list(ROW.values()), list(ROW_VIRGINICA.values())]
-    assert "is required" in str(problem(lambda: IRIS.parse_csv("sepal_length\n5.1\n", max_batch=10)))
+    assert IRIS.requests.parse_csv(text, max_batch=10) == [list(ROW.values()), list(ROW_VIRGINICA.values())]
+    assert "is required" in str(problem(lambda: IRIS.requests.parse_csv("sepal_length\n5.1\n", max_batch=10)))
 
 
 def test_optional_features_may_be_missing_and_become_nan() -> None:
     schema = ModelSchema([FeatureSpec("a", "double"), FeatureSpec("b", "double", required=False)])
-    rows = schema.parse_predict({"features": {"a": 1.0}}, max_batch=1)
+    rows = schema.requests.parse_predict({"features": {"a": 1.0}}, max_batch=1)
     assert rows[0][0] == 1.0 and math.isnan(rows[0][1])
 
 
 def test_typed_features_check_their_own_types() -> None:
     schema = ModelSchema([FeatureSpec("n", "long"), FeatureSpec("flag", "boolean"), FeatureSpec("city", "string")])
-    assert schema.parse_predict({"features": {"n": 3, "flag": True, "city": "Oslo"}}, max_batch=1) == [[3, True, "Oslo"]]
-    assert "integer" in problem(lambda: schema.parse_predict({"features": {"n": 3.5, "flag": True, "city": "x"}},
+    assert schema.requests.parse_predict({"features": {"n": 3, "flag": True, "city": "Oslo"}}, max_batch=1) == [[3, True, "Oslo"]]
+    assert "integer" in problem(lambda: schema.requests.parse_predict({"features": {"n": 3.5, "flag": True, "city": "x"}},
                                                              max_batch=1)).problem
-    assert "true or false" in problem(lambda: schema.parse_predict({"features": {"n": 3, "flag": 1, "city": "x"}},
+    assert "true or false" in problem(lambda: schema.requests.parse_predict({"features": {"n": 3, "flag": 1, "city": "x"}},
                                                                    max_batch=1)).problem
-    assert "string" in problem(lambda: schema.parse_predict({"features": {"n": 3, "flag": True, "city": 7}},
+    assert "string" in problem(lambda: schema.requests.parse_predict({"features": {"n": 3, "flag": True, "city": 7}},
                                                             max_batch=1)).problem
     assert not schema.all_numeric
 
@@ -148,7 +143,7 @@ def test_typed_features_check_their_own_types() -> None:
 ])
 def test_the_documented_model_accepts_exactly_what_the_request_path_accepts(features: dict[str, Any]) -> None:
     try:
-        IRIS.parse_predict({"features": features}, max_batch=1)
+        IRIS.requests.parse_predict({"features": features}, max_batch=1)
         served = True
     except InputProblem:
         served = False
@@ -199,21 +194,21 @@ TYPED_ROW = {"d": 1.0, "f": 1.0, "l": 1, "i": 1}
 ])
 def test_numbers_out_of_the_columns_range_are_refused_on_both_paths(field: str, value: Any, words: str) -> None:
     """Issue #15: these reached the model (or float()) and were 500s; the column's type bounds them."""
-    found = problem(lambda: TYPED.parse_predict({"features": {**TYPED_ROW, field: value}}, max_batch=10))
+    found = problem(lambda: TYPED.requests.parse_predict({"features": {**TYPED_ROW, field: value}}, max_batch=10))
     assert found.field == f"features.{field}" and words in found.problem
-    found = problem(lambda: TYPED.parse_invocation({"inputs": [{**TYPED_ROW, field: value}]}, max_batch=10))
+    found = problem(lambda: TYPED.requests.parse_invocation({"inputs": [{**TYPED_ROW, field: value}]}, max_batch=10))
     assert words in found.problem
-    found = problem(lambda: TYPED.parse_invocation({"inputs": [{**TYPED_ROW, field: str(value)}]}, max_batch=10))
+    found = problem(lambda: TYPED.requests.parse_invocation({"inputs": [{**TYPED_ROW, field: str(value)}]}, max_batch=10))
     assert words in found.problem or "finite" in found.problem
 
 
 def test_the_edges_of_each_range_are_accepted() -> None:
     edge = {"d": 1.7e308, "f": 3.4e38, "l": 2**63 - 1, "i": -(2**31)}
-    assert TYPED.parse_predict({"features": edge}, max_batch=10) == [[1.7e308, 3.4e38, 2**63 - 1, -(2**31)]]
+    assert TYPED.requests.parse_predict({"features": edge}, max_batch=10) == [[1.7e308, 3.4e38, 2**63 - 1, -(2**31)]]
 
 
 def test_csv_takes_a_bare_carriage_return_as_a_line_end_and_long_fields() -> None:
     text = "d,f,l,i\r1,2,3,4\r5,6,7,8\n"
-    assert TYPED.parse_csv(text, max_batch=10) == [[1.0, 2.0, 3, 4], [5.0, 6.0, 7, 8]]
+    assert TYPED.requests.parse_csv(text, max_batch=10) == [[1.0, 2.0, 3, 4], [5.0, 6.0, 7, 8]]
     strings = ModelSchema([FeatureSpec("s", "string")], model_name="text")
-    assert strings.parse_csv("s\n" + "x" * 200_000 + "\n", max_batch=10) == [["x" * 200_000]]
+    assert strings.requests.parse_csv("s\n" + "x" * 200_000 + "\n", max_batch=10) == [["x" * 200_000]]
