@@ -3,7 +3,9 @@
 The committed files under ``monitoring/`` describe the 127.0.0.1 stack in production timing. A
 stack differs in a few places only, and this module substitutes exactly those:
 
-- scrape targets per job, and the Alertmanager that Prometheus sends alerts to;
+- scrape targets per job (a fixed list, or a DNS name Prometheus resolves to every address it has:
+  DNS service discovery, which docker-compose uses for the serving replicas), and the Alertmanager
+  that Prometheus sends alerts to;
 - the rollback webhook's URL and the file holding its bearer token;
 - the Slack incoming-webhook URL: a file (``api_url_file``; the URL itself never lands in a
   config) or, for the local Slack sink only, a plain URL;
@@ -55,6 +57,7 @@ def render_stack_config(
     out_dir: Path,
     *,
     targets: Mapping[str, Sequence[str]],
+    dns_sd: Mapping[str, tuple[str, int]] | None = None,
     webhook_url: str,
     webhook_token_file: Path | str,
     slack_url_file: Path | str | None,
@@ -69,7 +72,9 @@ def render_stack_config(
     """Write ``prometheus.yml``, ``rules/*.yml`` and ``alertmanager.yml`` for one stack into ``out_dir``.
 
     ``targets`` maps every job (serving, drift_exporter, rollback_webhook, prometheus,
-    alertmanager) to ``host:port`` addresses. ``alertmanager_url`` is where Prometheus reaches
+    alertmanager) to ``host:port`` addresses; a job in ``dns_sd`` instead scrapes every address of
+    a DNS name on a port (Prometheus' ``dns_sd_configs``, A records, re-resolved at every scrape
+    interval). ``alertmanager_url`` is where Prometheus reaches
     Alertmanager; ``grafana_url`` and ``runbook_url`` are what people click (the default runbook
     is ``docs/runbooks.md`` of this checkout as a ``file://`` URL). Paths are written as given:
     pass paths as the Prometheus/Alertmanager processes will see them (e.g. ``/run/secrets/...``).
@@ -85,7 +90,7 @@ def render_stack_config(
     glob = prometheus.get("global") or {}
     scaler = Scaler(scaler_profile, scrape_interval=str(glob.get("scrape_interval", "1m")),
                     evaluation_interval=str(glob.get("evaluation_interval", "1m")))
-    _set_targets(prometheus, targets)
+    _set_targets(prometheus, targets, dns_sd or {})
     _set_alertmanager(prometheus, alertmanager_url)
     prometheus["rule_files"] = ["rules/*.yml"]
     scaler.prometheus_config(prometheus)
@@ -131,10 +136,15 @@ def alertmanager_source() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- substitutions
-def _set_targets(config: dict[str, Any], targets: Mapping[str, Sequence[str]]) -> None:
+def _set_targets(config: dict[str, Any], targets: Mapping[str, Sequence[str]],
+                 dns_sd: Mapping[str, tuple[str, int]]) -> None:
     jobs = {job["job_name"]: job for job in config.get("scrape_configs") or []}
-    unknown = sorted(set(targets) - set(jobs))
-    missing = sorted(set(jobs) - set(targets))
+    both = sorted(set(targets) & set(dns_sd))
+    if both:
+        raise ValueError(f"jobs {both} have both fixed targets and a DNS name; give one")
+    named = set(targets) | set(dns_sd)
+    unknown = sorted(named - set(jobs))
+    missing = sorted(set(jobs) - named)
     if unknown or missing:
         raise ValueError(f"targets must name exactly the jobs {sorted(jobs)}; "
                          f"unknown: {unknown or 'none'}, missing: {missing or 'none'}")
@@ -145,6 +155,11 @@ def _set_targets(config: dict[str, Any], targets: Mapping[str, Sequence[str]]) -
             if "://" in address or "/" in address or ":" not in address:
                 raise ValueError(f"target {address!r} of job {name} must be host:port (no scheme, no path)")
         jobs[name]["static_configs"] = [{"targets": list(addresses)}]
+    interval = str((config.get("global") or {}).get("scrape_interval", "1m"))
+    for name, (host, port) in dns_sd.items():
+        job = jobs[name]
+        job.pop("static_configs", None)
+        job["dns_sd_configs"] = [{"names": [host], "type": "A", "port": int(port), "refresh_interval": interval}]
 
 
 def _set_alertmanager(config: dict[str, Any], url: str) -> None:
@@ -281,7 +296,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # docker-compose.yml: service names inside the network, secrets under /run/secrets.
     "compose": {
-        "targets": {"serving": ["serving:8000"], "drift_exporter": ["drift-exporter:9101"],
+        # The serving replicas: every address Docker's DNS gives for the service name "serving".
+        "dns_sd": {"serving": ("serving", 8000)},
+        "targets": {"drift_exporter": ["drift-exporter:9101"],
                     "rollback_webhook": ["rollback-webhook:9102"], "quality": ["quality:9103"],
                     "prometheus": ["localhost:9090"],
                     "alertmanager": ["alertmanager:9093"]},

@@ -153,11 +153,18 @@ class Mount:
     def is_host_path(self) -> bool:
         return self.source.startswith((".", "/", "~"))
 
+    @property
+    def is_anonymous(self) -> bool:
+        """A volume of this container alone (``- /path``), created empty from the image's folder."""
+        return self.source == ""
+
     @classmethod
     def parse(cls, spec: str | dict[str, Any]) -> Mount:
         if isinstance(spec, dict):
             return cls(str(spec.get("source", "")), str(spec["target"]), bool(spec.get("read_only", False)))
         parts = spec.split(":")
+        if len(parts) == 1:
+            return cls("", parts[0], False)
         options = parts[2].split(",") if len(parts) > 2 else []
         return cls(parts[0], parts[1], "ro" in options)
 

@@ -67,9 +67,15 @@ def port_of(url: str) -> int:
     return int(match.group(1))
 
 
+# Who publishes each contract port: the serving replicas are reached through their load balancer.
+PUBLISHED_BY = {"serving": "serving-balancer"}
+
+
 def test_container_ports_are_the_design_ports(compose: Compose) -> None:
     for name, port in CONTRACT_PORTS.items():
-        assert [p.container_port for p in compose.published_ports(name)] == [port], name
+        publisher = PUBLISHED_BY.get(name, name)
+        assert [p.container_port for p in compose.published_ports(publisher)] == [port], publisher
+    assert [int(p) for p in compose.services["serving"]["expose"]] == [CONTRACT_PORTS["serving"]]
 
 
 def test_design_ports_are_the_defaults_of_the_service_settings() -> None:
@@ -154,9 +160,11 @@ def test_services_that_authenticate_get_their_tokens(compose: Compose) -> None:
     assert {s["source"] for s in compose.secrets("alertmanager")} == {"webhook_token", "slack_webhook_url"}
 
 
-def test_the_rollback_webhook_reloads_serving_by_its_compose_name(compose: Compose) -> None:
-    urls = compose.environment("rollback-webhook")["DRIFTWATCH_SERVING_URLS"].split(",")
-    assert urls == [f"http://serving:{CONTRACT_PORTS['serving']}"]
+def test_the_rollback_webhook_reloads_every_serving_replica_by_its_compose_name(compose: Compose) -> None:
+    webhook = compose.environment("rollback-webhook")
+    assert webhook["DRIFTWATCH_SERVING_URLS"].split(",") == [f"http://serving:{CONTRACT_PORTS['serving']}"]
+    # the name resolves to every replica; each address is told to reload, not one behind the balancer
+    assert webhook["DRIFTWATCH_SERVING_URLS_RESOLVE_ALL"] == "true"
 
 
 def test_every_registry_client_uses_the_compose_mlflow(compose: Compose) -> None:
@@ -189,8 +197,8 @@ def test_prediction_log_volume_is_shared_by_serving_and_drift_exporter_where_the
         mounts = [m for m in compose.volumes(name) if m.target == PREDICTION_LOG_DIR]
         assert [m.source for m in mounts] == ["prediction-logs"], name
         assert mounts[0].read_only is not writable, f"{name}: read_only should be {not writable}"
-    # one writer name across container re-creations keeps the rotation (and the volume) bounded
-    assert compose.environment("serving")["DRIFTWATCH_SERVING_INSTANCE"] == "serving"
+    # replicas must not share a log file: each keeps the default instance name (hostname-pid)
+    assert "DRIFTWATCH_SERVING_INSTANCE" not in compose.environment("serving")
 
 
 def test_every_mounted_host_path_exists_in_the_repository(compose: Compose) -> None:

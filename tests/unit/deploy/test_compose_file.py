@@ -105,7 +105,8 @@ def test_every_long_running_service_has_a_healthcheck_and_restarts(compose: Comp
 def test_named_volumes_and_secrets_are_declared_and_used(compose: Compose) -> None:
     declared_volumes = set(compose.resolved.get("volumes") or {})
     declared_secrets = set(compose.resolved.get("secrets") or {})
-    used_volumes = {m.source for s in compose.services for m in compose.volumes(s) if not m.is_host_path}
+    used_volumes = {m.source for s in compose.services for m in compose.volumes(s)
+                    if not m.is_host_path and not m.is_anonymous}
     used_secrets = {x["source"] for s in compose.services for x in compose.secrets(s)}
     assert used_volumes == declared_volumes
     assert used_secrets == declared_secrets

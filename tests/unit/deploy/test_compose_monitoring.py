@@ -128,6 +128,12 @@ def test_scrape_targets_are_compose_services_on_their_ports(compose: Compose,
     assert set(jobs) == set(expected_job)
     for job_name, job in jobs.items():
         service = expected_job[job_name]
+        if "dns_sd_configs" in job:
+            # every replica of the service: Docker's DNS answers its name with each one's address
+            (sd,) = job["dns_sd_configs"]
+            assert (sd["names"], sd["type"], sd["port"]) == ([service], "A", container_port(compose, service))
+            assert "deploy" in compose.services[service], f"{job_name}: DNS discovery for a service without replicas"
+            continue
         targets = [t for sc in job["static_configs"] for t in sc["targets"]]
         assert len(targets) == 1, (job_name, targets)
         host, port = targets[0].rsplit(":", 1)

@@ -251,13 +251,26 @@ def test_rendering_again_replaces_the_rule_files(render: Render) -> None:
                                                                              "recording.rules.yml"]
 
 
+def test_a_job_gets_fixed_targets_or_a_dns_name_not_both(tmp_path: Path) -> None:
+    common: dict[str, Any] = dict(webhook_url="http://h:2/alerts", webhook_token_file="/t", slack_url_file="/s",
+                                  slack_fallback_url=None, grafana_url="http://g", alertmanager_url="http://h:3")
+    with pytest.raises(ValueError, match="both fixed targets and a DNS name"):
+        render_stack_config(tmp_path, targets={job: ["h:1"] for job in JOBS}, dns_sd={"serving": ("s", 1)}, **common)
+    with pytest.raises(ValueError, match="missing: \\['serving'\\]"):
+        render_stack_config(tmp_path, targets={job: ["h:1"] for job in JOBS if job != "serving"}, **common)
+
+
 def test_the_command_line_renders_the_compose_stack(tmp_path: Path, promtool: str, amtool: str,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     main([str(tmp_path / "compose"), "--preset", "compose", "--runbook-url", "https://docs.example.test/runbooks"])
     assert "wrote" in capsys.readouterr().out
     prometheus = load(tmp_path / "compose" / "prometheus.yml")
-    jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in prometheus["scrape_configs"]}
-    assert jobs["serving"] == ["serving:8000"] and jobs["rollback_webhook"] == ["rollback-webhook:9102"]
+    jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
+    # the serving replicas: every address of the compose service name, by DNS service discovery
+    assert "static_configs" not in jobs["serving"]
+    assert jobs["serving"]["dns_sd_configs"] == [{"names": ["serving"], "type": "A", "port": 8000,
+                                                  "refresh_interval": "15s"}]
+    assert jobs["rollback_webhook"]["static_configs"][0]["targets"] == ["rollback-webhook:9102"]
     assert prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
     alertmanager = load(tmp_path / "compose" / "alertmanager.yml")
     receivers = {r["name"]: r for r in alertmanager["receivers"]}
