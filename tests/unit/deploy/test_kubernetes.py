@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings
 from drift_exporter.settings import DriftExporterSettings
 from monitoring import kubernetes as k8s
 from monitoring.render import JOBS, PROMETHEUS_CONFIG, RUNBOOK_PLACEHOLDER, alertmanager_source, rule_documents
+from quality.settings import QualitySettings
 from rollback_webhook.settings import WebhookSettings
 from serving.settings import ServingSettings
 from tests.unit.deploy.deploy_files import REPO, environment_names
@@ -38,9 +39,11 @@ SERVICES: dict[str, tuple[type[BaseSettings], str, int]] = {
     "serving": (ServingSettings, "DRIFTWATCH_SERVING_PORT", 8000),
     "drift-exporter": (DriftExporterSettings, "DRIFTWATCH_DRIFT_PORT", 9101),
     "rollback-webhook": (WebhookSettings, "DRIFTWATCH_WEBHOOK_PORT", 9102),
+    "quality": (QualitySettings, "DRIFTWATCH_QUALITY_PORT", 9103),
 }
 # Service -> contract job name (docs/contract.md: alerts, inhibition and dashboards select on it)
-SCRAPED = {"serving": "serving", "drift-exporter": "drift_exporter", "rollback-webhook": "rollback_webhook"}
+SCRAPED = {"serving": "serving", "drift-exporter": "drift_exporter", "rollback-webhook": "rollback_webhook",
+           "quality": "quality"}
 SECRET_ENV = re.compile(r"(TOKEN|PASSWORD|SECRET|_KEY|CREDENTIALS?)$")
 
 
