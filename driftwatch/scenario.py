@@ -267,6 +267,11 @@ def _quality_act(stack: Stack, registry: Any, registry_settings: Any, traffic: T
     checks["ModelQualityDegraded never fired on the good version"] = not prometheus_has(
         stack, f'count_over_time(ALERTS{{alertname="ModelQualityDegraded",model_version="{good}"}}[30m])')
     timeline.mark(f"time to catch a silently wrong release by its labels: {t_back - t_wrong:.1f} s")
+    # The drift exporter's window switched versions twice: let it judge v{good} again (a full window
+    # of its predictions) before the traffic stops, so every drift panel has something to show.
+    wait_for(f"drift checks of v{good} again",
+             lambda: prometheus_has(stack, f'model_prediction_drift_score{{model_version="{good}"}}'), timeout=90)
+    timeline.mark(f"drift exporter judging v{good} again")
 
 
 def demo_stack() -> Stack:

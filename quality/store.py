@@ -111,7 +111,10 @@ class QualityStore:
             self.engine: Engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = sa.create_engine(url, pool_pre_ping=True)
+            parsed = sa.engine.make_url(url)
+            if parsed.drivername == "postgresql":  # SQLAlchemy 2.1 would pick psycopg 3; the project installs psycopg2
+                parsed = parsed.set(drivername="postgresql+psycopg2")
+            self.engine = sa.create_engine(parsed, pool_pre_ping=True)
         self.dialect = self.engine.dialect.name
         # Bulk writes go straight to the driver's executemany (SQLAlchemy's per-row parameter handling
         # costs ~3x on a million rows); its placeholder style is all that differs between drivers.
@@ -176,8 +179,10 @@ class QualityStore:
             return outcome
         p = self._p
         with self._write_lock, self.engine.begin() as conn:
+            # No key on the temporary table: the ids of a batch are unique already (feedback.parse_items),
+            # and every statement below walks it once, looking each id up in the stored tables.
             conn.execute(sa.text(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS quality_incoming (prediction_id VARCHAR(64) PRIMARY KEY,"
+                "CREATE TEMPORARY TABLE IF NOT EXISTS quality_incoming (prediction_id VARCHAR(64) NOT NULL,"
                 " actual VARCHAR(255), actual_value DOUBLE PRECISION, labeled_at DOUBLE PRECISION NOT NULL)"))
             conn.execute(sa.text("DELETE FROM quality_incoming"))
             conn.exec_driver_sql(
@@ -185,15 +190,19 @@ class QualityStore:
                 f" VALUES ({p}, {p}, {p}, {p})",
                 [(label.prediction_id, label.actual, label.actual_value, label.labeled_at)
                  for label in labels])  # type: ignore[arg-type]
-            outcome.duplicate = [pid for (pid,) in conn.execute(sa.text(
-                "SELECT i.prediction_id FROM quality_incoming i JOIN quality_predictions q"
-                " ON q.prediction_id = i.prediction_id WHERE q.received_at IS NOT NULL"
-                " UNION ALL SELECT i.prediction_id FROM quality_incoming i JOIN quality_pending_labels w"
-                " ON w.prediction_id = i.prediction_id"))]
-            outcome.pending = [pid for (pid,) in conn.execute(sa.text(
-                "SELECT i.prediction_id FROM quality_incoming i WHERE NOT EXISTS (SELECT 1 FROM quality_predictions q"
-                " WHERE q.prediction_id = i.prediction_id) AND NOT EXISTS (SELECT 1 FROM quality_pending_labels w"
-                " WHERE w.prediction_id = i.prediction_id)"))]
+            waiting = conn.execute(sa.text("SELECT 1 FROM quality_pending_labels LIMIT 1")).first() is not None
+            # One pass: the ids that cannot be joined now, and why (already labeled, or not logged yet).
+            for pid, labeled in conn.execute(sa.text(
+                    "SELECT i.prediction_id, q.received_at FROM quality_incoming i LEFT JOIN quality_predictions q"
+                    " ON q.prediction_id = i.prediction_id"
+                    " WHERE q.prediction_id IS NULL OR q.received_at IS NOT NULL")):
+                (outcome.duplicate if labeled is not None else outcome.pending).append(pid)
+            if waiting and outcome.pending:
+                already = {pid for (pid,) in conn.execute(sa.text(
+                    "SELECT i.prediction_id FROM quality_incoming i JOIN quality_pending_labels w"
+                    " ON w.prediction_id = i.prediction_id"))}
+                outcome.duplicate += [pid for pid in outcome.pending if pid in already]
+                outcome.pending = [pid for pid in outcome.pending if pid not in already]
             conn.execute(sa.text(
                 "UPDATE quality_predictions SET actual = i.actual, actual_value = i.actual_value,"
                 " labeled_at = i.labeled_at, received_at = :r FROM quality_incoming i"

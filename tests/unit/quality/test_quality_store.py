@@ -7,8 +7,8 @@ def _prediction(pid: str, version: str = "1", at: float = 100.0, predicted: str 
     return Prediction(pid, "m", version, at, predicted, "setosa" if predicted == "0" else "other", None, 0.9)
 
 
-def test_first_label_wins_and_unknown_ids_wait_for_their_prediction(tmp_path: Path) -> None:
-    store = QualityStore(f"sqlite:///{tmp_path / 'q.db'}")
+def first_label_wins_and_unknown_ids_wait_for_their_prediction(url: str) -> None:
+    store = QualityStore(url)
     store.add_predictions([_prediction("a"), _prediction("b")])
     outcome = store.add_labels([Label("a", "0", 0.0, 150.0), Label("z", "1", 1.0, 151.0)], received_at=160.0)
     assert (outcome.joined, outcome.pending, outcome.duplicate) == (["a"], ["z"], [])
@@ -23,8 +23,7 @@ def test_first_label_wins_and_unknown_ids_wait_for_their_prediction(tmp_path: Pa
     assert [(c.model_version, c.predictions, c.labeled) for c in counts] == [("1", 3, 2)]
 
 
-def test_the_store_survives_a_restart_and_applies_the_retention(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'sub' / 'q.db'}"
+def the_store_survives_a_restart_and_applies_the_retention(url: str) -> None:
     store = QualityStore(url)
     store.add_predictions([_prediction("old", at=10.0), _prediction("new", at=1000.0)])
     store.add_labels([Label("new", "0", 0.0, 1001.0), Label("never", "0", 0.0, 5.0)], received_at=20.0)
@@ -36,3 +35,13 @@ def test_the_store_survives_a_restart_and_applies_the_retention(tmp_path: Path) 
     deleted, expired = reopened.prune(older_than=500.0)
     assert (deleted, expired) == (1, 1)
     assert reopened.version_counts("m", since=0.0, limit=5)[0].predictions == 1
+    reopened.close()
+
+
+# The same checks run on PostgreSQL in tests/integration/test_quality_postgres.py.
+def test_first_label_wins_and_unknown_ids_wait_for_their_prediction(tmp_path: Path) -> None:
+    first_label_wins_and_unknown_ids_wait_for_their_prediction(f"sqlite:///{tmp_path / 'q.db'}")
+
+
+def test_the_store_survives_a_restart_and_applies_the_retention(tmp_path: Path) -> None:
+    the_store_survives_a_restart_and_applies_the_retention(f"sqlite:///{tmp_path / 'sub' / 'q.db'}")
