@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
-import uvicorn
-from pydantic import ValidationError
-
 from drift_exporter.app import create_app
 from drift_exporter.settings import DriftExporterSettings
-from driftwatch.logs import configure_logging
+from driftwatch.service import load_settings, run_service
 
 
 def main() -> None:
-    try:
-        settings = DriftExporterSettings()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
-        print(f"drift exporter: invalid settings: {problems}", file=sys.stderr)
-        raise SystemExit(2) from None
-    configure_logging("INFO")
-    app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    settings = load_settings(DriftExporterSettings, "drift exporter")
+    run_service(create_app(settings), host=settings.host, port=settings.port)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from drift_exporter.metrics import DriftMetrics
 from drift_exporter.monitor import DriftMonitor, ProductionSource
 from drift_exporter.report import render_report
 from drift_exporter.settings import DriftExporterSettings
+from driftwatch.http_metrics import HttpMetricsMiddleware
 
 log = logging.getLogger("drift_exporter")
 JOB_ID = "drift-check"
@@ -60,6 +61,7 @@ def create_app(settings: DriftExporterSettings, *, registry: CollectorRegistry |
                 scheduler.shutdown(wait=True)
 
     app = FastAPI(title="Driftwatch drift exporter", lifespan=lifespan)
+    app.add_middleware(HttpMetricsMiddleware, observe=metrics.http.observe)
     app.state.monitor = monitor
     app.state.metrics = metrics
     app.state.scheduler = None

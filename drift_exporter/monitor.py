@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,6 +16,7 @@ from drift_exporter.metrics import DriftMetrics
 from drift_exporter.reference import PreparedReference, ReferenceCache, load_reference
 from drift_exporter.settings import DriftExporterSettings
 from drift_exporter.window import LogReader, Window
+from driftwatch.clock import iso_utc
 from driftwatch.redact import redact
 from model_registry.errors import RegistryError, RegistryUnavailable
 from model_registry.versions import VersionInfo
@@ -49,7 +49,7 @@ class RunState:
 
     def to_dict(self) -> dict[str, Any]:
         def iso(ts: float | None) -> str | None:
-            return None if ts is None else datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
+            return None if ts is None else iso_utc(ts)
 
         return {
             "status": self.status, "error": self.error, "production_version": self.production_version,

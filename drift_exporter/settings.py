@@ -4,28 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, model_validator
 
 from drift_exporter.decisions import ChiSquare, DriftPolicy, Method
 from drift_exporter.stats import Correction
-from model_registry import RegistrySettings
+from driftwatch.settings import DRIFT_PORT, DRIFT_PORT_ENV, ServiceSettings
+from driftwatch.settings import env as _env
 
 
-def _env(*names: str) -> AliasChoices:
-    """Accept the environment name(s) and the field name (so tests can pass ``port=...``)."""
-    return AliasChoices(*names)
-
-
-class DriftExporterSettings(BaseSettings):
-    """Everything ``python -m drift_exporter`` can be told. Environment prefix: ``DRIFTWATCH_``."""
-
-    model_config = SettingsConfigDict(env_prefix="DRIFTWATCH_", extra="ignore", populate_by_name=True)
-
-    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+class DriftExporterSettings(ServiceSettings):
+    """Everything ``python -m drift_exporter`` can be told (the shared part: ``driftwatch.settings``)."""
 
     host: str = Field(default="127.0.0.1", validation_alias=_env("DRIFTWATCH_DRIFT_HOST", "host"))
-    port: int = Field(default=9101, ge=0, le=65535, validation_alias=_env("DRIFTWATCH_DRIFT_PORT", "port"))
+    port: int = Field(default=DRIFT_PORT, ge=0, le=65535, validation_alias=_env(DRIFT_PORT_ENV, "port"))
     prediction_log_dir: Path | None = Field(
         default=None, validation_alias=_env("DRIFTWATCH_PREDICTION_LOG_DIR", "prediction_log_dir"),
         description="Folder of the prediction log; default $DRIFTWATCH_HOME/predictions.",
@@ -100,10 +91,6 @@ class DriftExporterSettings(BaseSettings):
     @property
     def effective_min_window_rows(self) -> int:
         return self.min_window_rows if self.min_window_rows is not None else self.window_rows
-
-    @property
-    def model_name(self) -> str:
-        return self.registry.model_name
 
     @property
     def resolved_log_dir(self) -> Path:

@@ -6,10 +6,10 @@ import logging
 import sys
 import traceback
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from driftwatch import jsonsafe
+from driftwatch.clock import iso_utc
 from driftwatch.redact import redact
 
 # Attributes every LogRecord has, and uvicorn's terminal-colour duplicate of the message.
@@ -23,8 +23,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "timestamp": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "timestamp": iso_utc(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

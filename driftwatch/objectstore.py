@@ -17,15 +17,13 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import httpx
-
-from driftwatch.processes import ProcessSpec, free_port, log_tail
+from driftwatch.processes import ProcessSpec, free_port
+from driftwatch.waiting import WaitTimeout, wait_for_http
 
 DEFAULT_REGION = "us-east-1"
 
@@ -116,19 +114,12 @@ class LocalS3Server:
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                tail = log_tail(self.log) if self.log else ""
-                raise RuntimeError(f"the S3 server exited with status {self.process.returncode}: {tail}")
-            try:
-                if httpx.get(f"{self.url}/moto-api/", timeout=2).is_success:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"the S3 server did not answer on {self.url} within {timeout:.0f}s")
+        try:
+            wait_for_http(f"{self.url}/moto-api/", timeout=timeout, proc=self.process, log=self.log, interval=0.1)
+        except WaitTimeout:
+            self.stop()
+            raise
+        return self
 
     def stop(self, timeout: float = 10.0) -> None:
         proc, self.process = self.process, None

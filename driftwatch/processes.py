@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+from driftwatch.waiting import ProcessExited, WaitTimeout, wait_for_http
 
 
 @dataclass
@@ -41,13 +41,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-def log_tail(path: Path, chars: int = 2000) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return ""
 
 
 class Supervisor:
@@ -78,23 +71,10 @@ class Supervisor:
             self.wait_healthy(spec)
 
     def wait_healthy(self, spec: ProcessSpec) -> None:
-        deadline = time.monotonic() + spec.health_timeout
-        proc = self.procs[spec.name]
-        last = ""
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise ProcessFailed(f"{spec.name} exited with status {proc.returncode} during start-up; "
-                                    f"its log ({spec.log}) ends with:\n{log_tail(spec.log)}")
-            try:
-                response = httpx.get(spec.health_url or "", timeout=2.0)
-                if response.is_success:
-                    return
-                last = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                last = type(exc).__name__
-            time.sleep(0.25)
-        raise ProcessFailed(f"{spec.name} was not healthy at {spec.health_url} after {spec.health_timeout:.0f}s "
-                            f"(last: {last}); its log ({spec.log}) ends with:\n{log_tail(spec.log)}")
+        try:
+            wait_for_http(spec.health_url or "", timeout=spec.health_timeout, proc=self.procs[spec.name], log=spec.log)
+        except (ProcessExited, WaitTimeout) as exc:
+            raise ProcessFailed(f"{spec.name} did not become healthy: {exc}") from None
 
     def check(self) -> list[str]:
         """Restart children that died (within limits); return the names restarted."""

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from driftwatch import waiting
 from driftwatch.stack import Stack, StackSettings
 from driftwatch.traffic import TrafficGenerator
 
@@ -51,16 +52,10 @@ class DemoFailed(RuntimeError):
 
 
 def wait_for(what: str, check: Callable[[], T | None], *, timeout: float, interval: float = 0.5) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-        except httpx.HTTPError:
-            result = None
-        if result:
-            return result
-        time.sleep(interval)
-    raise DemoFailed(f"timed out after {timeout:.0f}s waiting for {what}")
+    try:
+        return waiting.wait_for(what, check, timeout=timeout, interval=interval)
+    except waiting.WaitTimeout as exc:
+        raise DemoFailed(str(exc)) from None
 
 
 def serving_version(stack: Stack) -> str | None:

@@ -10,10 +10,11 @@ import argparse
 import json
 import sys
 import threading
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from driftwatch.clock import iso_utc
 
 
 def summarize(message: dict[str, Any]) -> str:
@@ -42,7 +43,7 @@ class SlackSink:
             message = json.loads(body or b"{}")
         except json.JSONDecodeError:
             message = {"raw": body.decode(errors="replace")}
-        entry = {"received_at": datetime.now(UTC).isoformat(timespec="milliseconds"), "path": path,
+        entry = {"received_at": iso_utc(), "path": path,
                  "message": message}
         with self.lock, self.out.open("a") as f:
             f.write(json.dumps(entry) + "\n")

@@ -26,6 +26,17 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from driftwatch.processes import ProcessSpec, Supervisor
+from driftwatch.settings import (
+    DRIFT_PORT,
+    DRIFT_PORT_ENV,
+    SERVING_PORT,
+    SERVING_PORT_ENV,
+    WEBHOOK_PORT,
+    WEBHOOK_PORT_ENV,
+)
+from driftwatch.settings import (
+    env as _env,
+)
 
 Timing = Literal["production", "demo"]
 
@@ -33,13 +44,14 @@ Timing = Literal["production", "demo"]
 class StackSettings(BaseSettings):
     """Ports and secrets of the one-machine stack (environment prefix ``DRIFTWATCH_``)."""
 
-    model_config = SettingsConfigDict(env_prefix="DRIFTWATCH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="DRIFTWATCH_", extra="ignore", populate_by_name=True)
 
     home: Path = Path(".driftwatch")
     host: str = "127.0.0.1"
-    serving_port: int = 8000
-    drift_exporter_port: int = 9101
-    webhook_port: int = 9102
+    # The same variables the services read (driftwatch.settings).
+    serving_port: int = Field(default=SERVING_PORT, validation_alias=_env(SERVING_PORT_ENV, "serving_port"))
+    drift_exporter_port: int = Field(default=DRIFT_PORT, validation_alias=_env(DRIFT_PORT_ENV, "drift_exporter_port"))
+    webhook_port: int = Field(default=WEBHOOK_PORT, validation_alias=_env(WEBHOOK_PORT_ENV, "webhook_port"))
     quality_port: int = 9103
     prometheus_port: int = 9090
     alertmanager_port: int = 9093
@@ -227,17 +239,17 @@ class Stack:
                 self.logs / "slack-sink.log", health_url=self.urls.slack_sink))
         specs.append(ProcessSpec(
             "serving", [py, "-m", "serving"], self.logs / "serving.log",
-            env={**env, "DRIFTWATCH_SERVING_HOST": s.host, "DRIFTWATCH_SERVING_PORT": str(s.serving_port),
+            env={**env, "DRIFTWATCH_SERVING_HOST": s.host, SERVING_PORT_ENV: str(s.serving_port),
                  "DRIFTWATCH_POLL_INTERVAL_SECONDS": str(self.poll_interval)},
             health_url=f"{self.urls.serving}/health", health_timeout=120))
         specs.append(ProcessSpec(
             "drift-exporter", [py, "-m", "drift_exporter"], self.logs / "drift-exporter.log",
-            env={**env, "DRIFTWATCH_DRIFT_HOST": s.host, "DRIFTWATCH_DRIFT_PORT": str(s.drift_exporter_port),
+            env={**env, "DRIFTWATCH_DRIFT_HOST": s.host, DRIFT_PORT_ENV: str(s.drift_exporter_port),
                  "DRIFTWATCH_DRIFT_INTERVAL_SECONDS": str(self.drift_interval), **self.drift_window_env()},
             health_url=f"{self.urls.drift_exporter}/health", health_timeout=120))
         specs.append(ProcessSpec(
             "rollback-webhook", [py, "-m", "rollback_webhook"], self.logs / "rollback-webhook.log",
-            env={**env, "DRIFTWATCH_WEBHOOK_HOST": s.host, "DRIFTWATCH_WEBHOOK_PORT": str(s.webhook_port),
+            env={**env, "DRIFTWATCH_WEBHOOK_HOST": s.host, WEBHOOK_PORT_ENV: str(s.webhook_port),
                  "DRIFTWATCH_SERVING_URLS": self.urls.serving, **self.webhook_env()},
             health_url=f"{self.urls.webhook}/health", health_timeout=120))
         specs.append(ProcessSpec(

@@ -15,6 +15,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from driftwatch.clock import iso_utc
 from model_registry.errors import (
     PromotionRefused,
     RegistryError,
@@ -45,10 +46,6 @@ PRODUCTION_STAGE = "Production"
 ARCHIVED_STAGE = "Archived"
 _UNAVAILABLE_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED"}
 _NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def configure_mlflow_http(timeout_seconds: float) -> None:
@@ -229,7 +226,7 @@ class ModelRegistry:
             return PromotionResult(version=target.version, previous=current.previous_version, changed=False)
         tags: dict[str, str | None] = {
             TAG_PREVIOUS_VERSION: current.version if current else None,
-            TAG_PROMOTED_AT: now_iso(),
+            TAG_PROMOTED_AT: iso_utc(timespec="seconds"),
             TAG_PROMOTED_BY: actor,
             TAG_PROMOTION_REASON: reason or None,
         }
@@ -260,7 +257,7 @@ class ModelRegistry:
         before = self._set_tags(current.version, {
             TAG_QUARANTINED: "true",
             TAG_QUARANTINE_REASON: reason or "rolled back",
-            TAG_QUARANTINED_AT: now_iso(),
+            TAG_QUARANTINED_AT: iso_utc(timespec="seconds"),
             TAG_QUARANTINED_BY: actor,
             TAG_QUARANTINE_ALERT: alertname,
             TAG_ROLLED_BACK_TO: target.version,

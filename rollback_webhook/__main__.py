@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 import threading
 
-import uvicorn
-from pydantic import ValidationError
-
-from driftwatch.logs import configure_logging
+from driftwatch.service import load_settings, run_service
 from model_registry import ModelRegistry
 from model_registry.errors import RegistryError, RegistryUnavailable
 from rollback_webhook.app import create_app
@@ -50,13 +46,7 @@ def warm_up(registry: ModelRegistry) -> None:
 
 
 def main() -> None:
-    try:
-        settings = WebhookSettings()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
-        print(f"rollback webhook: invalid settings: {problems}", file=sys.stderr)
-        raise SystemExit(2) from None
-    configure_logging(settings.log_level)
+    settings = load_settings(WebhookSettings, "rollback webhook")
     registry = ModelRegistry(settings.registry)
     app = create_app(settings, model_registry=registry)
     if settings.warm_up:
@@ -65,7 +55,7 @@ def main() -> None:
              settings.resolved_store_path, extra={"policy": settings.policy().describe(),
                                                   "serving_urls": settings.serving_url_list,
                                                   "serving_urls_resolve_all": settings.serving_urls_resolve_all})
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    run_service(app, host=settings.host, port=settings.port)
 
 
 if __name__ == "__main__":

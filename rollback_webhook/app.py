@@ -7,7 +7,6 @@ when the registry cannot be reached, so that the retry it sends is decided afres
 
 from __future__ import annotations
 
-import hmac
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
@@ -20,12 +19,13 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from driftwatch.auth import bearer_matches
+from driftwatch.http_metrics import HttpMetricsMiddleware
 from driftwatch.redact import redact
 from rollback_webhook.actions import RegistryPort, Reloader, ServingReloader
 from rollback_webhook.decision import ALL_DECISION_LABELS
-from rollback_webhook.metrics import UNMATCHED_HANDLER, WebhookMetrics
+from rollback_webhook.metrics import WebhookMetrics
 from rollback_webhook.payload import AlertmanagerPayload
 from rollback_webhook.service import RegistryUnreachable, RetryLater, RollbackService
 from rollback_webhook.settings import WebhookSettings
@@ -35,41 +35,6 @@ log = logging.getLogger("rollback_webhook")
 RETRY_AFTER_SECONDS = "10"
 MAX_DECISIONS_LISTED = 1000
 SHUTDOWN_RELOAD_WAIT_SECONDS = 5.0
-
-
-class HttpMetricsMiddleware:
-    """Counts every answer by route template (unknown paths share one label), method and status."""
-
-    def __init__(self, app: ASGIApp, metrics: WebhookMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note)
-        finally:
-            route = scope.get("route")
-            handler = getattr(route, "path", None) or UNMATCHED_HANDLER
-            self.metrics.count_request(handler, scope.get("method", ""), status)
-
-
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return None
-    return value.strip()
 
 
 def _problem(status: int, detail: str, **headers: str) -> JSONResponse:
@@ -99,9 +64,7 @@ def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None 
     token = settings.resolved_token().encode()
 
     def authorized(request: Request) -> bool:
-        given = _bearer(request)
-        # compare_digest: the time taken does not tell how much of a guess was right.
-        return given is not None and hmac.compare_digest(given.encode(), token)
+        return bearer_matches(request.headers.get("authorization"), token)
 
     def unauthorized() -> JSONResponse:
         return _problem(401, "missing or wrong bearer token (Authorization: Bearer <DRIFTWATCH_WEBHOOK_TOKEN>)",
@@ -114,7 +77,7 @@ def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None 
         await run_in_threadpool(service.join_reloads, SHUTDOWN_RELOAD_WAIT_SECONDS)
 
     app = FastAPI(title="Driftwatch rollback webhook", lifespan=lifespan)
-    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    app.add_middleware(HttpMetricsMiddleware, observe=metrics.http.observe)
     app.state.service = service
     app.state.metrics = metrics
     app.state.store = store

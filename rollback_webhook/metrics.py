@@ -6,10 +6,8 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from driftwatch.http_metrics import HttpMetrics
 from rollback_webhook.decision import ALL_DECISION_LABELS
-
-UNMATCHED_HANDLER = "unmatched"
-KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
 class WebhookMetrics:
@@ -36,9 +34,7 @@ class WebhookMetrics:
             "rollback_webhook_serving_reloads",
             "Reload requests sent to serving instances after a rollback, by result (success, failure, skipped).",
             ["result"], registry=registry)
-        self.http_requests = Counter(
-            "http_requests", "HTTP requests answered, by route template, method and status code.",
-            ["handler", "method", "status"], registry=registry)
+        self.http = HttpMetrics(registry)
         # Every series exists from the start, so rate() and alerts see the first increase.
         for label in ALL_DECISION_LABELS:
             self.decisions.labels(label)
@@ -55,7 +51,3 @@ class WebhookMetrics:
     def restore_last_rollback(self, at: datetime | None) -> None:
         if at is not None:
             self.last_rollback.labels(self.model_name).set(at.timestamp())
-
-    def count_request(self, handler: str, method: str, status: int) -> None:
-        method = method if method in KNOWN_METHODS else "other"
-        self.http_requests.labels(handler, method, str(status)).inc()

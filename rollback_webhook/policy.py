@@ -17,7 +17,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 Action = Literal["rollback", "notify"]
+# The defaults, in this one place (the settings and the policy model both take them from here).
 DEFAULT_ROLLBACK_ALERTS = ("HighErrorRate", "HighLatency", "ModelQualityDegraded")
+DEFAULT_UNKNOWN_ALERTS: Action = "notify"
+DEFAULT_COOLDOWN_SECONDS = 1800.0
+DEFAULT_MAX_ROLLBACKS = 3
+DEFAULT_MAX_ROLLBACKS_WINDOW_SECONDS = 86400.0
 
 
 class AlertPolicy(BaseModel):
@@ -52,11 +57,11 @@ class RollbackPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     alerts: Mapping[str, AlertPolicy] = Field(default_factory=_default_alerts)
-    unknown_alerts: Action = "notify"
-    cooldown_seconds: float = Field(default=1800.0, ge=0)
+    unknown_alerts: Action = DEFAULT_UNKNOWN_ALERTS
+    cooldown_seconds: float = Field(default=DEFAULT_COOLDOWN_SECONDS, ge=0)
     floor_version: int | None = Field(default=None, ge=1)
-    max_rollbacks: int = Field(default=3, ge=1)
-    max_rollbacks_window_seconds: float = Field(default=86400.0, ge=0)
+    max_rollbacks: int = Field(default=DEFAULT_MAX_ROLLBACKS, ge=1)
+    max_rollbacks_window_seconds: float = Field(default=DEFAULT_MAX_ROLLBACKS_WINDOW_SECONDS, ge=0)
     dry_run: bool = False
 
     def rule_for(self, alertname: str) -> AlertRule:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from driftwatch.clock import utc_now
 from model_registry.errors import RegistryError, RollbackRefused, VersionNotFound
 from rollback_webhook.actions import ACTOR, RegistryPort, Reloader, load_error, read_versions
 from rollback_webhook.decision import (
@@ -62,10 +63,6 @@ class RegistryUnreachable(RetryLater):
 
 class StoreBusy(RetryLater):
     """Another webhook process held the decision store longer than the busy timeout."""
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

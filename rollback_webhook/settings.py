@@ -5,35 +5,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from model_registry import RegistrySettings
-from rollback_webhook.policy import AlertPolicy, RollbackPolicy, load_alert_policies
-
-MIN_TOKEN_CHARS = 16
-PLACEHOLDER_PREFIX = "replace-me"
-GENERATE_HINT = "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
-
-
-def _env(*names: str) -> AliasChoices:
-    """Accept the environment name(s) and the field name (so tests can pass ``port=...``)."""
-    return AliasChoices(*names)
+from driftwatch.settings import WEBHOOK_PORT, WEBHOOK_PORT_ENV, ServiceSettings, check_secret, read_secret
+from driftwatch.settings import env as _env
+from rollback_webhook.policy import (
+    DEFAULT_COOLDOWN_SECONDS,
+    DEFAULT_MAX_ROLLBACKS,
+    DEFAULT_MAX_ROLLBACKS_WINDOW_SECONDS,
+    DEFAULT_ROLLBACK_ALERTS,
+    DEFAULT_UNKNOWN_ALERTS,
+    AlertPolicy,
+    RollbackPolicy,
+    load_alert_policies,
+)
 
 
 def _names(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-class WebhookSettings(BaseSettings):
-    """Everything ``python -m rollback_webhook`` can be told. Environment prefix: ``DRIFTWATCH_``."""
-
-    model_config = SettingsConfigDict(env_prefix="DRIFTWATCH_", extra="ignore", populate_by_name=True)
-
-    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+class WebhookSettings(ServiceSettings):
+    """Everything ``python -m rollback_webhook`` can be told (the shared part: ``driftwatch.settings``)."""
 
     host: str = Field(default="127.0.0.1", validation_alias=_env("DRIFTWATCH_WEBHOOK_HOST", "host"))
-    port: int = Field(default=9102, ge=0, le=65535, validation_alias=_env("DRIFTWATCH_WEBHOOK_PORT", "port"))
+    port: int = Field(default=WEBHOOK_PORT, ge=0, le=65535, validation_alias=_env(WEBHOOK_PORT_ENV, "port"))
     token: SecretStr | None = Field(default=None, validation_alias=_env("DRIFTWATCH_WEBHOOK_TOKEN", "token"))
     token_file: Path | None = Field(
         default=None, validation_alias=_env("DRIFTWATCH_WEBHOOK_TOKEN_FILE", "token_file"))
@@ -61,20 +57,21 @@ class WebhookSettings(BaseSettings):
 
     # The policy (see rollback_webhook/policy.py and docs/rollback_webhook.md).
     rollback_alerts: str = Field(
-        default="HighErrorRate,HighLatency,ModelQualityDegraded",
+        default=",".join(DEFAULT_ROLLBACK_ALERTS),
         validation_alias=_env("DRIFTWATCH_WEBHOOK_ROLLBACK_ALERTS", "rollback_alerts"))
     notify_alerts: str = Field(
         default="", validation_alias=_env("DRIFTWATCH_WEBHOOK_NOTIFY_ALERTS", "notify_alerts"))
     unknown_alerts: Literal["notify", "rollback"] = Field(
-        default="notify", validation_alias=_env("DRIFTWATCH_WEBHOOK_UNKNOWN_ALERTS", "unknown_alerts"))
+        default=DEFAULT_UNKNOWN_ALERTS, validation_alias=_env("DRIFTWATCH_WEBHOOK_UNKNOWN_ALERTS", "unknown_alerts"))
     cooldown_seconds: float = Field(
-        default=1800.0, ge=0, validation_alias=_env("DRIFTWATCH_WEBHOOK_COOLDOWN_SECONDS", "cooldown_seconds"))
+        default=DEFAULT_COOLDOWN_SECONDS, ge=0,
+        validation_alias=_env("DRIFTWATCH_WEBHOOK_COOLDOWN_SECONDS", "cooldown_seconds"))
     floor_version: int | None = Field(
         default=None, ge=1, validation_alias=_env("DRIFTWATCH_WEBHOOK_FLOOR_VERSION", "floor_version"))
     max_rollbacks: int = Field(
-        default=3, ge=1, validation_alias=_env("DRIFTWATCH_WEBHOOK_MAX_ROLLBACKS", "max_rollbacks"))
+        default=DEFAULT_MAX_ROLLBACKS, ge=1, validation_alias=_env("DRIFTWATCH_WEBHOOK_MAX_ROLLBACKS", "max_rollbacks"))
     max_rollbacks_window_seconds: float = Field(
-        default=86400.0, ge=0,
+        default=DEFAULT_MAX_ROLLBACKS_WINDOW_SECONDS, ge=0,
         validation_alias=_env("DRIFTWATCH_WEBHOOK_MAX_ROLLBACKS_WINDOW_SECONDS", "max_rollbacks_window_seconds"))
     dry_run: bool = Field(default=False, validation_alias=_env("DRIFTWATCH_WEBHOOK_DRY_RUN", "dry_run"))
     policy_file: Path | None = Field(
@@ -85,9 +82,6 @@ class WebhookSettings(BaseSettings):
         default=True, validation_alias=_env("DRIFTWATCH_WEBHOOK_WARM_UP", "warm_up"),
         description="At start-up, load the production version once in the background so the first "
                     "rollback's load check is fast.")
-
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="INFO", validation_alias=_env("DRIFTWATCH_LOG_LEVEL", "log_level"))
 
     @field_validator("serving_urls")
     @classmethod
@@ -100,8 +94,8 @@ class WebhookSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _tokens_are_safe(self) -> WebhookSettings:
-        _check_secret("DRIFTWATCH_WEBHOOK_TOKEN", self.token, self.token_file, required=True)
-        _check_secret("DRIFTWATCH_ADMIN_TOKEN", self.admin_token, self.admin_token_file, required=False)
+        check_secret("DRIFTWATCH_WEBHOOK_TOKEN", self.token, self.token_file, required=True)
+        check_secret("DRIFTWATCH_ADMIN_TOKEN", self.admin_token, self.admin_token_file, required=False)
         overlap = set(_names(self.rollback_alerts)) & set(_names(self.notify_alerts))
         if overlap:
             raise ValueError(f"alert(s) {sorted(overlap)} are in both DRIFTWATCH_WEBHOOK_ROLLBACK_ALERTS and "
@@ -111,12 +105,12 @@ class WebhookSettings(BaseSettings):
         return self
 
     def resolved_token(self) -> str:
-        token = _read_secret(self.token, self.token_file)
+        token = read_secret(self.token, self.token_file)
         assert token is not None  # the validator requires one
         return token
 
     def resolved_admin_token(self) -> str | None:
-        return _read_secret(self.admin_token, self.admin_token_file)
+        return read_secret(self.admin_token, self.admin_token_file)
 
     @property
     def serving_url_list(self) -> list[str]:
@@ -126,10 +120,6 @@ class WebhookSettings(BaseSettings):
     def resolved_store_path(self) -> Path:
         path = self.store_path or self.registry.resolved_home / "rollback-webhook" / "decisions.db"
         return path.expanduser().resolve()
-
-    @property
-    def model_name(self) -> str:
-        return self.registry.model_name
 
     def policy(self) -> RollbackPolicy:
         """The policy: the alert lists and global knobs, with the policy file's entries on top."""
@@ -143,27 +133,3 @@ class WebhookSettings(BaseSettings):
             max_rollbacks_window_seconds=self.max_rollbacks_window_seconds, dry_run=self.dry_run,
         )
 
-
-def _read_secret(value: SecretStr | None, path: Path | None) -> str | None:
-    if value is not None:
-        return value.get_secret_value().strip()
-    if path is not None:
-        return path.read_text().strip()
-    return None
-
-
-def _check_secret(name: str, value: SecretStr | None, path: Path | None, *, required: bool) -> None:
-    if value is not None and path is not None:
-        raise ValueError(f"set {name} or {name}_FILE, not both")
-    if path is not None and not path.is_file():
-        raise ValueError(f"{name}_FILE {path} does not exist or is not a file")
-    secret = _read_secret(value, path)
-    if secret is None:
-        if required:
-            raise ValueError(f"{name} (or {name}_FILE) is required: it is the bearer token callers must send; "
-                             f"{GENERATE_HINT}")
-        return
-    if len(secret) < MIN_TOKEN_CHARS:
-        raise ValueError(f"{name} must have at least {MIN_TOKEN_CHARS} characters; {GENERATE_HINT}")
-    if secret.startswith(PLACEHOLDER_PREFIX):
-        raise ValueError(f"{name} is still the placeholder from .env.example; {GENERATE_HINT}")

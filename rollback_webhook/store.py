@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from driftwatch.clock import iso_utc
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -43,10 +45,6 @@ CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (decided_at);
 CREATE INDEX IF NOT EXISTS decisions_rollbacks ON decisions (decision, model_name, decided_at);
 """
 ROLLED_BACK = "rolled_back"
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -90,8 +88,8 @@ class DecisionRecord:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["decided_at"] = _iso(self.decided_at)
-        data["last_delivery_at"] = _iso(self.last_delivery_at)
+        data["decided_at"] = iso_utc(self.decided_at)
+        data["last_delivery_at"] = iso_utc(self.last_delivery_at)
         return data
 
     @classmethod

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import importlib.metadata
 import subprocess
 import time
@@ -17,6 +16,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from driftwatch.auth import bearer_matches
+from driftwatch.clock import iso_utc
 from driftwatch.redact import redact, redact_uri
 from model_registry import ModelRegistry
 from serving.asgi import ServingASGI
@@ -116,7 +117,8 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
             "registry": store.status(),
             "deployment": {
                 "git_commit": git_commit, "api_version": API_VERSION, "instance": settings.resolved_instance,
-                "started_at": _iso(started_at), "uptime_seconds": round(time.time() - started_at, 3),
+                "started_at": iso_utc(started_at, timespec="seconds"),
+                "uptime_seconds": round(time.time() - started_at, 3),
                 "predictions_total": scorer.predictions_total,
             },
             "config": {
@@ -150,8 +152,7 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
         if admin_token is None:
             return JSONResponse({"detail": "admin endpoints are disabled: set DRIFTWATCH_ADMIN_TOKEN or "
                                            "DRIFTWATCH_ADMIN_TOKEN_FILE"}, status_code=403)
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), admin_token.encode()):
+        if not bearer_matches(request.headers.get("authorization"), admin_token):
             return JSONResponse({"detail": "send the admin token as 'Authorization: Bearer <token>'"},
                                 status_code=401, headers={"WWW-Authenticate": "Bearer"})
         result = await store.reload(force=True)
@@ -196,9 +197,7 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    handlers = frozenset(getattr(route, "path", "") for route in app.routes) - {""}
-    app.add_middleware(ServingASGI, scorer=scorer, max_body_bytes=settings.max_body_bytes, metrics=metrics,
-                       handlers=handlers)
+    app.add_middleware(ServingASGI, scorer=scorer, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app
 
 
@@ -213,11 +212,6 @@ def _warnings(version: str, loaded_from: str, registry: dict[str, Any]) -> list[
                    f"{registry.get('last_error') or 'see logs'}")
     return out
 
-
-def _iso(epoch: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="seconds")
 
 
 

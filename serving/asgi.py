@@ -4,8 +4,9 @@
 routing, request object and response class halves the throughput of a one-row prediction
 (measured: ~4,200 vs ~8,200 requests/s on this machine with a trivial handler), and these two
 routes are the service. FastAPI still declares them, so /docs shows their schema, and answers
-their other methods. Every other request goes to FastAPI, counted and timed by route template;
-unknown paths share one label value, so scanners cannot create series.
+their other methods. Every other request goes to FastAPI through the shared HTTP metrics
+middleware (driftwatch.http_metrics): counted and timed by route template; unknown paths share one
+label value, so scanners cannot create series.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from serving.metrics import KNOWN_METHODS, UNMATCHED_HANDLER, ServingMetrics
+from driftwatch.http_metrics import HttpMetricsMiddleware
+from serving.metrics import ServingMetrics
 from serving.request_formats import InputProblem
 from serving.scoring import Answer, Endpoint, Scorer
 
@@ -30,13 +32,11 @@ SCORING_PATHS: dict[str, Endpoint] = {"/predict": "predict", "/invocations": "in
 
 
 class ServingASGI:
-    def __init__(self, app: ASGIApp, *, scorer: Scorer, max_body_bytes: int, metrics: ServingMetrics | None,
-                 handlers: frozenset[str]) -> None:
-        self.app = app
+    def __init__(self, app: ASGIApp, *, scorer: Scorer, max_body_bytes: int, metrics: ServingMetrics | None) -> None:
+        self.app: ASGIApp = app if metrics is None else HttpMetricsMiddleware(app, metrics.observe_http)
         self.scorer = scorer
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
-        self.handlers = handlers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -56,25 +56,7 @@ class ServingASGI:
                 count.inc()
                 duration.observe(time.perf_counter() - started)
             return
-        if self.metrics is None:
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            method = scope["method"]
-            count, duration = self.metrics.http(path if path in self.handlers else UNMATCHED_HANDLER,
-                                                method if method in KNOWN_METHODS else "other", status)
-            count.inc()
-            duration.observe(time.perf_counter() - started)
+        await self.app(scope, receive, send)
 
     async def _score(self, endpoint: Endpoint, scope: Scope, receive: Receive) -> Answer:
         content_type: str | None = None

@@ -18,11 +18,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from driftwatch.http_metrics import DURATION_HELP, HTTP_BUCKETS, REQUESTS_HELP
+
 # Around the 150 ms latency SLA, with resolution below it where a healthy model lives.
 PREDICTION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-KNOWN_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-UNMATCHED_HANDLER = "unmatched"
 NO_VERSION = "none"
 
 
@@ -152,12 +151,10 @@ class ServingMetrics:
             "model_prediction_duration_seconds",
             "Time the model took to answer one request (all its rows), injected latency included.",
             ["model_name", "model_version"], PREDICTION_BUCKETS, registry)
-        self.http_requests = LoopCounterFamily(
-            "http_requests", "HTTP requests answered, by route template, method and status code.",
-            ["handler", "method", "status"], registry)
-        self.http_duration = LoopHistogramFamily(
-            "http_request_duration_seconds", "Time to answer an HTTP request, by route template and method.",
-            ["handler", "method"], HTTP_BUCKETS, registry)
+        self.http_requests = LoopCounterFamily("http_requests", REQUESTS_HELP, ["handler", "method", "status"],
+                                               registry)
+        self.http_duration = LoopHistogramFamily("http_request_duration_seconds", DURATION_HELP,
+                                                 ["handler", "method"], HTTP_BUCKETS, registry)
         # Changed from worker threads too: prometheus_client's locked classes.
         self.model_info = Gauge(
             "model_info", "The model version being served (always 1; the labels carry the information).",
@@ -217,3 +214,9 @@ class ServingMetrics:
                      self.http_duration.labels(handler, method))
             self._http[key] = found
         return found
+
+    def observe_http(self, handler: str, method: str, status: int, seconds: float) -> None:
+        """For driftwatch.http_metrics.HttpMetricsMiddleware (runs on the event loop thread)."""
+        count, duration = self.http(handler, method, status)
+        count.inc()
+        duration.observe(seconds)

@@ -24,12 +24,13 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import pandas as pd
 
+from driftwatch.clock import iso_utc
 from driftwatch.redact import redact
 from model_registry import RegistryError, RegistryUnavailable, VersionInfo
 from serving.metrics import ModelSeries, ServingMetrics
@@ -86,7 +87,7 @@ class LoadedModel:
         return {
             "name": self.name, "version": self.version, "run_id": self.run_id, "uri": self.uri,
             "artifact_source": self.artifact_source, "alias": self.alias, "loaded_from": self.loaded_from,
-            "loaded_at": _iso(self.loaded_at), "created_at": self.created_at,
+            "loaded_at": iso_utc(self.loaded_at, timespec="seconds"), "created_at": self.created_at,
             "inference_backend": self.predictor.backend, "inference_check": self.check,
             "fault": self.fault.describe(), "features": [{"name": f.name, "type": f.kind, "required": f.required}
                                                          for f in self.schema.features],
@@ -104,8 +105,6 @@ class ReloadResult:
     registry_unavailable: bool = False
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="seconds")
 
 
 def _safe_name(name: str) -> str:
@@ -164,7 +163,7 @@ class ModelCache:
     def mark_good(self, version: str) -> None:
         target = self.root / LAST_GOOD
         tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"version": version, "at": _iso(time.time())}))
+        tmp.write_text(json.dumps({"version": version, "at": iso_utc(time.time(), timespec="seconds")}))
         os.replace(tmp, target)
 
     def last_good(self) -> str | None:
@@ -410,6 +409,6 @@ class ModelStore:
         return {
             "registry_reachable": self.registry_reachable,
             "production_version": self.production_version,
-            "last_check_at": _iso(self.last_check_at) if self.last_check_at else None,
+            "last_check_at": iso_utc(self.last_check_at, timespec="seconds") if self.last_check_at else None,
             "last_error": redact(self.last_error) if self.last_error else None,
         }

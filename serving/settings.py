@@ -7,29 +7,19 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from model_registry import RegistrySettings
+from driftwatch.settings import SERVING_PORT, SERVING_PORT_ENV, ServiceSettings, check_secret, read_secret
+from driftwatch.settings import env as _env
 
-MIN_ADMIN_TOKEN_CHARS = 16
 InferenceBackend = Literal["auto", "onnx", "native"]
 
 
-def _env(*names: str) -> AliasChoices:
-    """Accept the environment name(s) and the field name (so tests can pass ``port=...``)."""
-    return AliasChoices(*names)
-
-
-class ServingSettings(BaseSettings):
-    """Everything ``python -m serving`` can be told. Environment prefix: ``DRIFTWATCH_``."""
-
-    model_config = SettingsConfigDict(env_prefix="DRIFTWATCH_", extra="ignore", populate_by_name=True)
-
-    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+class ServingSettings(ServiceSettings):
+    """Everything ``python -m serving`` can be told (the shared part: ``driftwatch.settings``)."""
 
     host: str = Field(default="127.0.0.1", validation_alias=_env("DRIFTWATCH_SERVING_HOST", "host"))
-    port: int = Field(default=8000, ge=0, le=65535, validation_alias=_env("DRIFTWATCH_SERVING_PORT", "port"))
+    port: int = Field(default=SERVING_PORT, ge=0, le=65535, validation_alias=_env(SERVING_PORT_ENV, "port"))
     instance: str | None = Field(
         default=None, validation_alias=_env("DRIFTWATCH_SERVING_INSTANCE", "instance"),
         description="Name of this process in log file names; default hostname-pid.",
@@ -90,9 +80,6 @@ class ServingSettings(BaseSettings):
         default=None, validation_alias=_env("DRIFTWATCH_GIT_COMMIT", "git_commit"),
         description="Shown in /metadata; default: read from the source checkout when there is one.",
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="INFO", validation_alias=_env("DRIFTWATCH_LOG_LEVEL", "log_level"),
-    )
     access_log: bool = Field(default=False, validation_alias=_env("DRIFTWATCH_ACCESS_LOG", "access_log"))
 
     @field_validator("instance")
@@ -104,23 +91,12 @@ class ServingSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _admin_token_is_safe(self) -> ServingSettings:
-        if self.admin_token is not None and self.admin_token_file is not None:
-            raise ValueError("set DRIFTWATCH_ADMIN_TOKEN or DRIFTWATCH_ADMIN_TOKEN_FILE, not both")
-        if self.admin_token_file is not None and not self.admin_token_file.is_file():
-            raise ValueError(f"DRIFTWATCH_ADMIN_TOKEN_FILE {self.admin_token_file} does not exist or is not a file")
-        token = self.resolved_admin_token()
-        if token is not None and len(token) < MIN_ADMIN_TOKEN_CHARS:
-            raise ValueError(f"the admin token must have at least {MIN_ADMIN_TOKEN_CHARS} characters; "
-                             "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(24))'`")
+        check_secret("DRIFTWATCH_ADMIN_TOKEN", self.admin_token, self.admin_token_file, required=False)
         return self
 
     def resolved_admin_token(self) -> str | None:
-        """The admin token from the value or the file (trailing newline removed); None = reload disabled."""
-        if self.admin_token is not None:
-            return self.admin_token.get_secret_value().strip()
-        if self.admin_token_file is not None:
-            return self.admin_token_file.read_text().strip()
-        return None
+        """The admin token from the value or the file; None = reload disabled."""
+        return read_secret(self.admin_token, self.admin_token_file)
 
     @property
     def resolved_instance(self) -> str:

@@ -24,7 +24,7 @@ from model_registry import ModelRegistry, RegistrySettings
 from model_registry.reference import read_reference
 from model_registry.training import train_and_register
 from tests.conftest import MlflowServer
-from tests.support.procs import free_port, stop_process, wait_for_http
+from tests.support.procs import free_port, stop_process, wait_for, wait_for_http
 
 pytestmark = pytest.mark.integration
 
@@ -53,15 +53,15 @@ def gauge(samples: dict, name: str, **labels: str) -> float | None:
 
 
 def wait_until(what: str, url: str, condition: Callable[[dict], bool], timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    samples: dict = {}
-    while time.monotonic() < deadline:
+    def met() -> dict | None:
         samples = scrape(url)
-        if condition(samples):
-            return samples
-        time.sleep(0.3)
-    drift = httpx.get(f"{url}/drift", timeout=5).json()
-    raise AssertionError(f"timed out waiting for {what}; /drift: {json.dumps(drift)[:3000]}")
+        return samples if condition(samples) else None
+
+    try:
+        return wait_for(what, met, timeout=timeout, interval=0.3)
+    except TimeoutError:
+        drift = httpx.get(f"{url}/drift", timeout=5).json()
+        raise AssertionError(f"timed out waiting for {what}; /drift: {json.dumps(drift)[:3000]}") from None
 
 
 @dataclass

@@ -27,7 +27,7 @@ import pytest
 
 from monitoring.dashboards_check import load_dashboards, queries_without_data
 from monitoring.render import RenderedConfig, render_stack_config
-from tests.support.procs import free_port, require_binary, stop_process, wait_for_http
+from tests.support.procs import free_port, require_binary, stop_process, wait_for, wait_for_http
 
 pytestmark = pytest.mark.integration
 
@@ -208,13 +208,7 @@ class Stack:
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"waited {timeout}s for {what}")
+    return wait_for(what, check, timeout=timeout, interval=interval)
 
 
 def firing(prometheus: str, name: str) -> list[dict[str, Any]]:

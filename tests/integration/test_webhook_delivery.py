@@ -24,7 +24,7 @@ from model_registry import ModelRegistry, RegistrySettings
 from model_registry.training import train_and_register
 from monitoring.render import render_stack_config
 from tests.conftest import MlflowServer
-from tests.support.procs import free_port, require_binary, stop_process, wait_for_http
+from tests.support.procs import free_port, require_binary, stop_process, wait_for, wait_for_http
 
 pytestmark = pytest.mark.integration
 
@@ -36,13 +36,7 @@ T = TypeVar("T")
 
 
 def wait_until(what: str, check: Callable[[], T | None], timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    return wait_for(what, check, timeout=timeout, interval=0.2)
 
 
 # ---------------------------------------------------------------- serving stand-in

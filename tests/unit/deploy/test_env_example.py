@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,24 @@ def test_the_webhook_refuses_to_start_with_the_placeholder_token(env_example: di
 
     with pytest.raises(ValidationError, match="placeholder"):
         WebhookSettings(token=env_example["DRIFTWATCH_WEBHOOK_TOKEN"])
+
+
+def test_serving_refuses_the_placeholder_admin_token_like_the_webhook(env_example: dict[str, str],
+                                                                     tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from rollback_webhook.settings import WebhookSettings
+    from serving.settings import ServingSettings
+
+    placeholder = env_example["DRIFTWATCH_ADMIN_TOKEN"]
+    with pytest.raises(ValidationError, match="DRIFTWATCH_ADMIN_TOKEN is still the placeholder"):
+        ServingSettings(admin_token=placeholder)
+    with pytest.raises(ValidationError, match="DRIFTWATCH_ADMIN_TOKEN is still the placeholder"):
+        WebhookSettings(token="t" * 32, admin_token=placeholder)
+    secret_file = tmp_path / "admin-token"
+    secret_file.write_text(placeholder + "\n")
+    with pytest.raises(ValidationError, match="placeholder"):
+        ServingSettings(admin_token_file=secret_file)
 
 
 def test_the_slack_url_defaults_to_the_local_sink_not_a_real_workspace(env_example: dict[str, str],

@@ -368,7 +368,7 @@ def test_health_and_metadata_say_what_is_served_and_from_where(service: Service)
     assert [f["name"] for f in meta["model"]["features"]] == NAMES
     assert meta["deployment"]["git_commit"] == "0123abc" and meta["deployment"]["api_version"] == "1"
     assert meta["deployment"]["predictions_total"] == 2 and meta["deployment"]["uptime_seconds"] >= 0
-    assert meta["deployment"]["started_at"].endswith("+00:00")
+    assert meta["deployment"]["started_at"].endswith("Z")
     assert meta["config"]["registry_mode"] == "alias" and meta["config"]["tracking_uri"] == "sqlite:///unused.db"
 
 

@@ -1,0 +1,36 @@
+"""Starting a service process: settings from the environment (or exit 2 with a sentence), JSON
+logs at the configured level, then uvicorn. One copy for serving, the drift exporter and the
+rollback webhook, so they start, log and stop alike."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TypeVar
+
+import uvicorn
+from pydantic import ValidationError
+
+from driftwatch.logs import configure_logging
+from driftwatch.settings import ServiceSettings
+
+S = TypeVar("S", bound=ServiceSettings)
+GRACEFUL_SHUTDOWN_SECONDS = 30
+
+
+def load_settings(cls: type[S], program: str) -> S:
+    """Settings from the environment; on a bad value, one line on stderr naming each problem, exit 2."""
+    try:
+        settings = cls()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
+        print(f"{program}: invalid settings: {problems}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log_level)
+    return settings
+
+
+def run_service(app: Any, *, host: str, port: int, access_log: bool = False) -> None:
+    """Serve ``app`` in this process until SIGINT/SIGTERM (one process: the Prometheus counters
+    live in it). ``log_config=None`` keeps the JSON logging set up by ``load_settings``."""
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=access_log,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS, lifespan="on")
