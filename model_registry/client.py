@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from model_registry.errors import (
     RegistryError,
     RegistryUnavailable,
     VersionNotFound,
+    classify_mlflow_error,
 )
 from model_registry.reference import REFERENCE_ARTIFACT_PATH
 from model_registry.rollback import choose_rollback_target
@@ -42,10 +44,9 @@ from model_registry.versions import (
     VersionInfo,
 )
 
+log = logging.getLogger("model_registry")
 PRODUCTION_STAGE = "Production"
 ARCHIVED_STAGE = "Archived"
-_UNAVAILABLE_CODES = {"TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED"}
-_NOT_FOUND_CODES = {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}
 
 
 def configure_mlflow_http(timeout_seconds: float) -> None:
@@ -80,27 +81,15 @@ class ModelRegistry:
             yield
         except RegistryError:
             raise
-        except MlflowException as exc:
-            code = str(getattr(exc, "error_code", ""))
-            text = str(exc)
-            if code in _NOT_FOUND_CODES:
-                raise VersionNotFound(f"{what}: {_first_line(text)}") from exc
-            if code in _UNAVAILABLE_CODES or "API request to" in text or "Max retries" in text:
+        except Exception as exc:  # MLflow, SQLAlchemy, requests, OS errors: classified by type and status
+            kind = classify_mlflow_error(exc)
+            detail = _first_line(str(exc)) if isinstance(exc, MlflowException) else f"{type(exc).__name__}: {exc}"
+            if kind is RegistryUnavailable:
                 raise RegistryUnavailable(
-                    f"{what}: the registry at {self.tracking_uri} cannot be reached ({_first_line(text)}); "
+                    f"{what}: the registry at {self.tracking_uri} cannot be reached ({detail}); "
                     "check that the MLflow server is running and MLFLOW_TRACKING_URI is right"
                 ) from exc
-            raise RegistryError(f"{what}: {_first_line(text)}") from exc
-        except (OSError, ConnectionError) as exc:
-            raise RegistryUnavailable(
-                f"{what}: the registry at {self.tracking_uri} cannot be reached ({exc}); "
-                "check that the MLflow server is running and MLFLOW_TRACKING_URI is right"
-            ) from exc
-        except Exception as exc:  # SQLAlchemy and requests errors surface here
-            name = type(exc).__name__
-            if "Connection" in name or "Timeout" in name or "OperationalError" in name:
-                raise RegistryUnavailable(f"{what}: registry {self.tracking_uri} unavailable: {exc}") from exc
-            raise RegistryError(f"{what}: {name}: {exc}") from exc
+            raise kind(f"{what}: {detail}") from exc
 
     # ---------------------------------------------------------------- reading
     def model_uri(self, version: str) -> str:
@@ -199,8 +188,15 @@ class ModelRegistry:
         return before
 
     def _restore_tags(self, version: str, before: dict[str, str | None]) -> None:
-        with contextlib.suppress(RegistryError):
+        """Undo ``_set_tags`` after production could not be moved. The caller re-raises the first
+        error; a failed undo leaves wrong tags on the version, so it is logged for people."""
+        try:
             self._set_tags(version, before)
+        except RegistryError as exc:
+            log.error("could not undo the tags of v%s after production failed to move; check them by hand "
+                      "(`driftwatch versions`)", version,
+                      extra={"model_name": self.name, "model_version": version, "tags": sorted(before),
+                             "error": str(exc)})
 
     def _move_production(self, version: str) -> None:
         with self._call(f"moving {self.alias if self.mode == 'alias' else PRODUCTION_STAGE} to v{version}"):

@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from model_registry import VersionInfo
 from model_registry.versions import TAG_QUARANTINE_ALERT, TAG_QUARANTINED_AT, TAG_ROLLED_BACK_TO
-from rollback_webhook.payload import Alert
+from rollback_webhook.payload import Alert, is_registry_version
 from rollback_webhook.policy import RollbackPolicy
 
 
@@ -160,6 +160,10 @@ def decide_from_alert(alert: Alert, model_name: str, policy: RollbackPolicy) -> 
     if alert.model_name != model_name:
         return RollbackDecision(Outcome.UNKNOWN_MODEL,
                                 f"{name} is about model {alert.model_name!r}; this webhook watches {model_name!r}")
+    if not is_registry_version(alert.model_version):
+        return RollbackDecision(Outcome.UNKNOWN_MODEL,
+                                f"{name} names model_version {alert.model_version[:40]!r}, which no registry version "
+                                "can be (a whole number from 1 to 2^63-1), so it names no release to undo")
     rule = policy.rule_for(alert.alertname)
     if rule.action == "notify":
         why = "the policy says notify only" if rule.named else "it is not in the policy, and unknown alerts only notify"

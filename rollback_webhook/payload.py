@@ -3,17 +3,39 @@
 Required is what a decision needs (``version``, ``status``, ``alerts`` and, per alert, ``status``,
 ``labels`` and ``startsAt``); the rest is kept for the record when present. Fields Alertmanager
 may add later are ignored rather than refused, so an upgrade never turns alerts into 4xx answers.
+
+Values that are well-formed but absurd (a ``model_version`` no registry can hold, a ``startsAt`` in
+year 1 or 9999 that has no UTC equivalent) are accepted here and declined per alert by the
+decision, so one such alert never blocks the genuine alerts of the same delivery (issue #15).
 """
 
 from __future__ import annotations
 
-from datetime import UTC
+import re
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 AlertStatus = Literal["firing", "resolved"]
 MAX_ALERTS = 1000
+# Registry versions are positive integers stored as 64-bit signed SQL integers (MLflow).
+MAX_REGISTRY_VERSION = 2**63 - 1
+_VERSION_TEXT = re.compile(r"[0-9]{1,19}")
+
+
+def is_registry_version(text: str) -> bool:
+    """True when ``text`` could name a registry version: a whole number from 1 to 2^63-1."""
+    return _VERSION_TEXT.fullmatch(text) is not None and 1 <= int(text) <= MAX_REGISTRY_VERSION
+
+
+def utc_text(moment: datetime) -> str:
+    """``moment`` in UTC to the microsecond; a moment with no UTC equivalent (year 1 east of UTC,
+    year 9999 west of it) keeps its own offset rather than raising."""
+    try:
+        return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    except OverflowError:
+        return moment.isoformat(timespec="microseconds")
 
 
 class Alert(BaseModel):
@@ -48,8 +70,7 @@ class Alert(BaseModel):
         """One incident: the same alert on the same version since the same moment. Alertmanager HA
         peers, retries and ``repeat_interval`` re-sends all carry the same key; a new firing of the
         same alert has a new ``startsAt`` and so a new key (``fingerprint`` would not change)."""
-        started = self.starts_at.astimezone(UTC).isoformat(timespec="microseconds")
-        return "|".join((self.alertname, self.model_name or "", self.model_version or "", started))
+        return "|".join((self.alertname, self.model_name or "", self.model_version or "", utc_text(self.starts_at)))
 
 
 class AlertmanagerPayload(BaseModel):

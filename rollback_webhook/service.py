@@ -7,6 +7,11 @@ Per alert, under a process lock (threads) and inside a store write transaction (
 An unreachable registry raises ``RegistryUnreachable`` out of the transaction, so nothing is
 recorded and Alertmanager's retry decides afresh. Serving is told to reload after the commit,
 outside the lock (best effort, it also polls).
+
+Every alert of a delivery is decided before the answer: an alert that fails for a reason a retry
+cannot cure (any other registry error, a bug) is answered as ``error`` and not recorded (a later
+re-send is decided afresh), and the others are still decided; the answer is 503 only when some
+alert needs a retry (registry unreachable, store busy), after the rest have been decided.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from driftwatch.clock import utc_now
-from model_registry.errors import RegistryError, RollbackRefused, VersionNotFound
+from model_registry.errors import RegistryUnavailable, RollbackRefused, VersionNotFound
 from rollback_webhook.actions import ACTOR, RegistryPort, Reloader, load_error, read_versions
 from rollback_webhook.decision import (
     DUPLICATE,
@@ -51,6 +56,10 @@ REFUSAL_OUTCOMES = {
     "target_missing": Outcome.PREVIOUS_MISSING,
     "target_quarantined": Outcome.PREVIOUS_QUARANTINED,
 }
+
+
+# Failures of the decision store itself (not of one alert): the whole delivery fails and is retried.
+STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
 
 
 class RetryLater(Exception):
@@ -100,12 +109,38 @@ class RollbackService:
         self._lock = threading.Lock()
 
     def handle(self, payload: AlertmanagerPayload) -> list[AlertResult]:
-        """Decide every alert of the delivery in order. Raises ``RetryLater`` at the first alert that
-        needs an unreachable registry or finds the store busy (alerts decided before it stay decided)."""
+        """Decide every alert of the delivery in order. Raises the first ``RetryLater`` (an alert that
+        needs an unreachable registry or found the store busy) only after every other alert has been
+        decided and recorded; an alert that fails otherwise is answered as ``error``."""
         if payload.truncated_alerts:
             log.warning("Alertmanager truncated the delivery; the missing alerts cannot be decided",
                         extra={"truncated_alerts": payload.truncated_alerts, "receiver": payload.receiver})
-        return [self.handle_alert(alert, payload) for alert in payload.alerts]
+        results: list[AlertResult] = []
+        retry: RetryLater | None = None
+        for alert in payload.alerts:
+            try:
+                results.append(self.handle_alert(alert, payload))
+            except RetryLater as exc:
+                retry = retry or exc
+            except STORE_ERRORS:
+                raise  # the store fails every alert alike: 500, and Alertmanager retries the delivery
+            except Exception as exc:  # counted and logged by handle_alert; the other alerts still count
+                results.append(self._undecided(alert, payload, exc))
+        if retry is not None:
+            raise retry
+        return results
+
+    def _undecided(self, alert: Alert, payload: AlertmanagerPayload, exc: Exception) -> AlertResult:
+        """The answer about an alert that could not be decided (nothing recorded)."""
+        now = self.clock().timestamp()
+        reason = f"could not be decided ({type(exc).__name__}: {str(exc)[:300]}); not recorded, a re-send is decided " \
+                 "afresh"
+        record = DecisionRecord(
+            id=0, incident_key=alert.incident_key, alert_status=alert.status, decision=ERROR, reason=reason,
+            decided_at=now, alertname=alert.alertname, model_name=alert.model_name, model_version=alert.model_version,
+            starts_at=alert.starts_at.isoformat(), fingerprint=alert.fingerprint, from_version=None, to_version=None,
+            receiver=payload.receiver, group_key=payload.group_key, deliveries=0, last_delivery_at=now, reloads=None)
+        return AlertResult(record, ERROR, reason)
 
     def handle_alert(self, alert: Alert, payload: AlertmanagerPayload) -> AlertResult:
         started = time.perf_counter()
@@ -191,7 +226,7 @@ class RollbackService:
                 timings["load_check"] = time.perf_counter() - step
                 if error is not None:
                     decision = decide_rollback(alert, replace(state, previous_load_error=error), now, self.policy)
-        except RegistryError as exc:
+        except RegistryUnavailable as exc:
             raise RegistryUnreachable(str(exc)) from exc
         return decision
 
@@ -211,7 +246,7 @@ class RollbackService:
         except VersionNotFound as exc:
             return RollbackDecision(Outcome.NO_PRODUCTION, f"the registry refused the rollback: {exc}",
                                     from_version=decision.from_version, to_version=decision.to_version)
-        except RegistryError as exc:
+        except RegistryUnavailable as exc:
             raise RegistryUnreachable(str(exc)) from exc
         return RollbackDecision(
             Outcome.ROLLED_BACK,
