@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from driftwatch.processes import ProcessSpec, free_port
+from driftwatch.processes import ProcessSpec, free_port, stop_process
 from driftwatch.waiting import WaitTimeout, wait_for_http
 
 DEFAULT_REGION = "us-east-1"
@@ -123,14 +123,8 @@ class LocalS3Server:
 
     def stop(self, timeout: float = 10.0) -> None:
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
+        if proc is not None:
+            stop_process(proc, timeout)
 
     def __enter__(self) -> LocalS3Server:
         return self

@@ -43,6 +43,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, wait up to ``timeout``, then SIGKILL: one process, not its group."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
 class Supervisor:
     def __init__(self, *, say: Callable[[str], None] = print, max_restarts: int = 5,
                  restart_window: float = 60.0) -> None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 
 import pytest
 
-from driftwatch.processes import free_port
+from driftwatch.processes import free_port, stop_process
 from driftwatch.waiting import wait_for, wait_for_http
 
 __all__ = ["IN_CI", "free_port", "require_binary", "stop_process", "wait_for", "wait_for_http"]
@@ -25,16 +24,3 @@ def require_binary(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)  # only outside CI
     return path
-
-
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=timeout)
