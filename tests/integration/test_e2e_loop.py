@@ -5,6 +5,7 @@ data from the live Prometheus."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -40,9 +41,11 @@ def test_bad_releases_are_rolled_back_drift_reaches_slack_and_labels_catch_a_sil
         assert result.checks["FeatureDrift reached Slack"]
         assert result.recovery_seconds is not None and result.recovery_seconds < 90
 
-        # The Slack message for the rollback alert names the bad version.
+        # The Slack message for the rollback alert names the bad version (its title says
+        # "HighErrorRate | <model> version <n>"; a bare digit would match any timestamp).
         texts = slack_texts(stack)
-        assert any("HighErrorRate" in t and f"{result.bad_version}" in t for t in texts)
+        names_bad = re.compile(rf"HighErrorRate \| {re.escape(settings.model_name)} version {result.bad_version}\b")
+        assert any(names_bad.search(t) for t in texts), texts
 
         # Drift gauges for the production version are in Prometheus.
         query = f'model_feature_drift_score{{model_version="{result.good_version}"}}'
