@@ -24,6 +24,7 @@ P_VALUE_METHODS: frozenset[str] = frozenset({"ks", "anderson", "chisquare", "chi
 NUMERIC_ONLY: frozenset[str] = frozenset({"ks", "anderson", "wasserstein"})
 # Evidently's boundary between a "small" reference (statistical tests) and a large one (distances).
 SMALL_REFERENCE_ROWS = 1000
+ANDERSON_THRESHOLD = 0.1  # Evidently's default for "anderson"
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class DriftPolicy:
     """Thresholds and method choices for one exporter (built from its settings)."""
 
     p_value_threshold: float = 0.05
+    # Evidently's default threshold for its "anderson" test is 0.1, not the 0.05 of its other tests.
+    anderson_threshold: float = ANDERSON_THRESHOLD
     distance_threshold: float = 0.1
     drift_share: float = 0.5
     correction: Correction = "bonferroni"
@@ -43,6 +46,8 @@ class DriftPolicy:
     def __post_init__(self) -> None:
         if not 0 < self.p_value_threshold < 1:
             raise ValueError("the p-value threshold must be between 0 and 1 (e.g. 0.05)")
+        if not 0 < self.anderson_threshold < 1:
+            raise ValueError("the Anderson-Darling threshold must be between 0 and 1 (e.g. 0.1)")
         if self.distance_threshold <= 0:
             raise ValueError("the distance threshold must be positive (e.g. 0.1)")
         if not 0 < self.drift_share <= 1:
@@ -54,6 +59,8 @@ class DriftPolicy:
                              "chisquare, chisquare_gof, z, psi or jensenshannon")
 
     def threshold(self, method: Method) -> float:
+        if method == "anderson":
+            return self.anderson_threshold
         return self.p_value_threshold if method in P_VALUE_METHODS else self.distance_threshold
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from drift_exporter.decisions import ChiSquare, DriftPolicy, Method
+from drift_exporter.decisions import ANDERSON_THRESHOLD, ChiSquare, DriftPolicy, Method
 from drift_exporter.stats import Correction
 from driftwatch.settings import DRIFT_PORT, DRIFT_PORT_ENV, ServiceSettings
 from driftwatch.settings import env as _env
@@ -42,6 +42,12 @@ class DriftExporterSettings(ServiceSettings):
     p_value_threshold: float = Field(
         default=0.05, gt=0, lt=1, validation_alias=_env("DRIFTWATCH_DRIFT_P_VALUE_THRESHOLD", "p_value_threshold"),
         description="Significance level of the statistical tests (KS, chi-square, z), after correction.",
+    )
+    anderson_threshold: float = Field(
+        default=ANDERSON_THRESHOLD, gt=0, lt=1,
+        validation_alias=_env("DRIFTWATCH_DRIFT_ANDERSON_THRESHOLD", "anderson_threshold"),
+        description="Significance level of the Anderson-Darling test (Evidently's default for 'anderson': 0.1), "
+                    "after correction.",
     )
     distance_threshold: float = Field(
         default=0.1, gt=0, validation_alias=_env("DRIFTWATCH_DRIFT_DISTANCE_THRESHOLD", "distance_threshold"),
@@ -99,7 +105,8 @@ class DriftExporterSettings(ServiceSettings):
 
     def policy(self) -> DriftPolicy:
         return DriftPolicy(
-            p_value_threshold=self.p_value_threshold, distance_threshold=self.distance_threshold,
+            p_value_threshold=self.p_value_threshold, anderson_threshold=self.anderson_threshold,
+            distance_threshold=self.distance_threshold,
             drift_share=self.share_threshold, correction=self.multiple_testing,
             min_window_rows=self.effective_min_window_rows, numeric_method=self.numeric_method,
             categorical_method=self.categorical_method, chisquare=self.chisquare,

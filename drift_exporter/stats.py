@@ -200,6 +200,10 @@ def anderson_darling_test(reference_sorted: FloatArray, current_sorted: FloatArr
     KS and has more power against a shift of part of the window, which matters on small references."""
     if reference_sorted.size == 0 or current_sorted.size == 0:
         raise ValueError("the Anderson-Darling test needs at least one value in the reference and in the window")
+    if reference_sorted[0] == reference_sorted[-1] == current_sorted[0] == current_sorted[-1]:
+        # One value everywhere (a constant feature that stayed constant): scipy refuses ("needs more
+        # than one distinct observation"). Documented choice: no evidence of drift, statistic 0, p 1.
+        return 0.0, 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         result = stats.anderson_ksamp([reference_sorted, current_sorted], variant="midrank")
@@ -427,14 +431,19 @@ def cramers_v(table: IntArray, statistic: float) -> float:
 
 def chisquare_goodness_of_fit(counts: CategoryCounts) -> tuple[float, float]:
     """Evidently's chi-square: window counts against reference counts scaled to the window size,
-    taken as exact expectations (a category the reference lacks gives p = 0)."""
+    taken as exact expectations (a category the reference lacks gives p = 0). A single category
+    (in both, e.g. the predictions of a model that predicts one class) has no degrees of freedom:
+    scipy's p is NaN; like Evidently's verdict, that is no drift (statistic 0, p 1)."""
     ref_rows = int(counts.reference.sum())
     cur_rows = int(counts.current.sum())
     if ref_rows == 0 or cur_rows == 0:
         raise ValueError("chi-square needs values in the reference and in the window")
-    expected = counts.reference * (cur_rows / ref_rows)
+    present = (counts.reference > 0) | (counts.current > 0)
+    if int(present.sum()) < 2:
+        return 0.0, 1.0
+    expected = counts.reference[present] * (cur_rows / ref_rows)
     with np.errstate(divide="ignore", invalid="ignore"):
-        result = stats.chisquare(counts.current.astype(np.float64), expected)
+        result = stats.chisquare(counts.current[present].astype(np.float64), expected)
     p = float(result.pvalue)
     return float(result.statistic), (0.0 if math.isnan(p) else p)
 

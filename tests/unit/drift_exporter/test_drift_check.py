@@ -173,3 +173,61 @@ def test_methods_and_values_equal_evidentlys_data_drift_preset(reference_rows: i
             ours = goodness.feature(column)
         assert ours.method == expected, column
         assert ours.value == pytest.approx(evidently_value, abs=1e-6), column
+
+
+# ---------------------------------------------------------------- edge cases as documented choices (issue #15)
+def test_anderson_on_a_constant_feature_is_no_drift_and_the_other_features_are_still_checked() -> None:
+    ref = gaussian(0, 300).assign(constant=1.0)
+    reference = prepare_reference(reference_data(ref, classes(0, 300)), model_name="m", version="7")
+    frame = gaussian(1, 1000, shift={"f2": 0.5}).assign(constant=1.0)
+    result = compute_drift(reference, window_of(frame, classes(1, 1000), ["7"] * 1000, set(frame)),
+                           DriftPolicy(min_window_rows=100, numeric_method="anderson"))
+    assert result.status == "ok"
+    constant = result.feature("constant")
+    assert constant.method == "anderson" and constant.detected is False
+    assert constant.p_values["anderson"] == 1.0 and constant.scores["anderson"] == 0.0
+    assert result.feature("f2").detected is True
+    # A constant reference whose window moved to another constant is drift (two values: scipy's test).
+    moved = frame.assign(constant=2.0)
+    again = compute_drift(reference, window_of(moved, classes(1, 1000), ["7"] * 1000, set(moved)),
+                          DriftPolicy(min_window_rows=100, numeric_method="anderson"))
+    assert again.feature("constant").detected is True
+
+
+def test_anderson_uses_evidentlys_threshold_of_0_1_not_the_0_05_of_the_other_tests() -> None:
+    from evidently.legacy.calculations.stattests.anderson_darling_stattest import anderson_darling_test
+
+    policy = DriftPolicy()
+    assert policy.threshold("anderson") == anderson_darling_test.default_threshold == 0.1
+    assert policy.threshold("ks") == policy.threshold("chisquare") == 0.05
+    assert DriftPolicy(anderson_threshold=0.2).threshold("anderson") == 0.2
+    with pytest.raises(ValueError, match="Anderson-Darling threshold"):
+        DriftPolicy(anderson_threshold=1.5)
+
+
+def test_forced_chi_square_on_a_single_category_is_no_drift_like_evidently() -> None:
+    ref = pd.DataFrame({"kind": ["a"] * 200})
+    types = {"kind": "categorical"}
+    reference = prepare_reference(reference_data(ref, classes(0, 200), types), model_name="m", version="7")
+    frame = pd.DataFrame({"kind": ["a"] * 300})
+    for chisquare in ("goodness_of_fit", "homogeneity"):
+        policy = DriftPolicy(min_window_rows=100, categorical_method="chisquare", chisquare=chisquare)  # type: ignore[arg-type]
+        item = compute_drift(reference, window_of(frame, classes(1, 300), ["7"] * 300, set()), policy).feature("kind")
+        assert item.detected is False and item.value == 1.0, (chisquare, item)
+    # Evidently's own chi-square: scipy's p is NaN there, and NaN < threshold is False: no drift.
+    [(method, value)] = evidently_values(ref, frame, [("kind", "chisquare")], categorical=["kind"]).values()
+    assert method == "chisquare" and np.isnan(value)
+
+
+def test_a_model_that_predicts_one_class_has_no_prediction_drift_under_forced_chi_square() -> None:
+    ref = gaussian(0, 300)
+    reference = prepare_reference(reference_data(ref, ["setosa"] * 300), model_name="m", version="7")
+    frame = gaussian(1, 500)
+    for method in ("chisquare", "z"):
+        policy = DriftPolicy(min_window_rows=100, categorical_method=method, chisquare="goodness_of_fit")  # type: ignore[arg-type]
+        result = compute_drift(reference, window_of(frame, ["setosa"] * 500, ["7"] * 500, set(frame)), policy)
+        assert result.prediction.detected is False and result.prediction.value == 1.0, method
+    # It still fires when the one class changes.
+    policy = DriftPolicy(min_window_rows=100, categorical_method="chisquare", chisquare="goodness_of_fit")
+    other = compute_drift(reference, window_of(frame, ["virginica"] * 500, ["7"] * 500, set(frame)), policy)
+    assert other.prediction.detected is True
