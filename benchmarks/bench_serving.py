@@ -226,7 +226,8 @@ def main() -> None:
                     (on_runs if label == "on" else off_runs).append(run)
 
         # Counted after the graceful stop, which flushes the log; the answer check made 5 x len(rows) predictions.
-        logged = sum(sum(1 for _ in path.open("rb")) for path in (home / "predictions").glob("predictions-on.jsonl*"))
+        logged = sum(sum(1 for line in path.open("rb") if b'"event":"prediction"' in line)
+                     for path in (home / "predictions").glob("predictions-on.jsonl*"))
         answered = 5 * len(rows) + sum(r.requests - r.non_2xx
                                        for r in (predict_sat, invocations_sat, predict_paced, *on_runs))
         runs = [mlflow_sat, predict_sat, invocations_sat, mlflow_paced, predict_paced, *on_runs, *off_runs]

@@ -107,9 +107,15 @@ class DriftMetrics:
             "model_drift_log_corrupt_lines",
             "Prediction log lines that could not be read as a prediction record (each counted once).",
             ["model_name"], registry=registry)
+        self.lost_rows = Counter(
+            "model_prediction_log_lost",
+            "Prediction log rows serving acknowledged but never wrote, because it died (kill -9) before its "
+            "log writer got them: the seq gap its writer's log_end line reports (each counted once).",
+            ["model_name"], registry=registry)
         self._published: dict[Gauge, set[Labels]] = {}
         self.runs.labels(model_name)
         self.corrupt_lines.labels(model_name)
+        self.lost_rows.labels(model_name)
         self.run_duration.labels(model_name)
 
     # ------------------------------------------------------------------ publishing

@@ -157,6 +157,11 @@ class DriftMonitor:
                                       now=self.clock(), model_name=reference.model_name)
         except OSError as exc:
             raise CheckFailed("window", f"prediction log {self.reader.folder}: {exc}") from exc
+        if window.new_lost_rows:
+            self.metrics.lost_rows.labels(self.metrics.model_name).inc(window.new_lost_rows)
+            log.warning("%d prediction log row(s) were acknowledged by a serving process that died before "
+                        "handing them to its log writer (log_end lines in %s)", window.new_lost_rows,
+                        self.reader.folder)
         if window.new_corrupt_lines:
             self.metrics.corrupt_lines.labels(self.metrics.model_name).inc(window.new_corrupt_lines)
             log.warning("%d corrupt prediction log line(s) skipped in %s", window.new_corrupt_lines,

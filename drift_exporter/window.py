@@ -10,6 +10,15 @@ with the size of the folder.
 A half-written last line (no newline yet) is left for the next check; a line that is not a
 prediction record is skipped and counted once (by file identity and offset, so the same corrupt line
 is not counted again at every check); an empty or missing folder is an empty window.
+
+Time in the log is the writer's clock and can be wrong on a line or two. A row older than the age
+limit is left out, but the scan goes on: only a run of ``OLD_RUN_ROWS`` consecutive old rows ends
+it, so one stray old timestamp does not cut the window short. A row stamped more than
+``FUTURE_TOLERANCE_SECONDS`` ahead of the exporter's clock is left out too (it would otherwise stay
+"newest" and never age out); both are counted in ``skipped_rows``. ``log_end`` lines (serving's
+writer reporting rows lost with a killed serving process, see driftwatch/prediction_record.py) are
+counted once each in ``new_lost_rows``.
+The record format is read with ``driftwatch.prediction_record.parse_record``.
 """
 
 from __future__ import annotations
@@ -21,19 +30,20 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-import orjson
 
 from drift_exporter.stats import FloatArray, normalize_category
+from driftwatch.prediction_record import EVENT_LOG_END, EVENT_PREDICTION, parse_record
 
 LOG_NAME = re.compile(r"^predictions-(?P<instance>.+)\.jsonl(?:\.(?P<rotation>\d+))?$")
 BLOCK_BYTES = 64 * 1024
 MAX_LINE_BYTES = 1024 * 1024
 REMEMBERED_CORRUPT_LINES = 100_000
+OLD_RUN_ROWS = 64  # consecutive rows older than the age limit that end the scan of a file
+FUTURE_TOLERANCE_SECONDS = 300.0  # clock skew allowed between serving's host and the exporter's
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,8 @@ class Window:
     files: int = 0
     corrupt_lines: int = 0  # corrupt lines met while reading this window
     new_corrupt_lines: int = 0  # of those, the ones no earlier read had counted
-    skipped_rows: int = 0  # valid records of another model or event type
+    skipped_rows: int = 0  # valid records of another model or event type, or stamped too old/too far ahead
+    new_lost_rows: int = 0  # rows serving acknowledged but never logged (log_end lines not counted before)
 
     def classes_of(self, version: str) -> list[str | None]:
         return [c for c, v in zip(self.prediction_classes, self.prediction_versions, strict=True) if v == version]
@@ -78,7 +89,15 @@ class _Tally:
     corrupt: int = 0
     new_corrupt: int = 0
     skipped: int = 0
+    new_lost: int = 0
     seen: OrderedDict[tuple[int, int, int], None] = field(default_factory=OrderedDict)
+
+    def first_time(self, identity: tuple[int, int, int]) -> bool:
+        """True the first time a line (file identity, offset) is met; remembered across reads."""
+        if identity in self.seen:
+            return False
+        self.seen[identity] = None
+        return True
 
 
 def list_log_files(folder: Path) -> list[LogFile]:
@@ -130,15 +149,6 @@ def lines_backward(handle: IO[bytes], size: int, *, block: int = BLOCK_BYTES,
         yield 0, None if overlong else pending
 
 
-def parse_timestamp(value: object) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError:
-        return None
-
-
 class LogReader:
     """Reads windows from one log folder; remembers corrupt lines it has already counted."""
 
@@ -170,7 +180,8 @@ class LogReader:
                     continue  # renamed by rotation while we listed: already open under its other name
                 inodes.add((info.st_dev, info.st_ino))
                 chains.setdefault(log.instance, []).append((handle, info))
-            streams = [self._rows_of(chain, names, model_name, cutoff, tally) for chain in chains.values()]
+            streams = [self._rows_of(chain, names, model_name, cutoff, now + FUTURE_TOLERANCE_SECONDS, tally)
+                       for chain in chains.values()]
             for row in heapq.merge(*streams, key=lambda r: -r.timestamp):
                 if len(rows) >= max_rows:
                     break
@@ -185,7 +196,8 @@ class LogReader:
         return _columns(rows, names, numeric, open_files, tally)
 
     def _rows_of(self, chain: list[tuple[IO[bytes], os.stat_result]], names: tuple[str, ...],
-                 model_name: str | None, cutoff: float | None, tally: _Tally) -> Iterator[_Row]:
+                 model_name: str | None, cutoff: float | None, horizon: float, tally: _Tally) -> Iterator[_Row]:
+        old_run = 0
         for handle, info in chain:
             for offset, line in lines_backward(handle, info.st_size, block=self.block_bytes,
                                                max_line=self.max_line_bytes):
@@ -194,48 +206,53 @@ class LogReader:
                 row = _parse(line, names, model_name) if line is not None else None
                 if row is None:
                     tally.corrupt += 1
-                    identity = (info.st_dev, info.st_ino, offset)
-                    if identity not in tally.seen:
-                        tally.seen[identity] = None
+                    if tally.first_time((info.st_dev, info.st_ino, offset)):
                         tally.new_corrupt += 1
+                    continue
+                if isinstance(row, _Lost):  # a log_end line: rows lost with a killed serving process
+                    recent = cutoff is None or row.timestamp >= cutoff  # an exporter restart recounts no old loss
+                    if row.rows and recent and tally.first_time((info.st_dev, info.st_ino, offset)):
+                        tally.new_lost += row.rows
                     continue
                 if row is _SKIP:
                     tally.skipped += 1
                     continue
+                if row.timestamp > horizon:
+                    tally.skipped += 1  # stamped in the future: would never age out
+                    continue
                 if cutoff is not None and row.timestamp < cutoff:
-                    return  # everything further back is older still
+                    tally.skipped += 1
+                    old_run += 1
+                    if old_run >= OLD_RUN_ROWS:
+                        return  # a run of old rows: everything further back is older still
+                    continue
+                old_run = 0
                 yield row
 
 
 _SKIP = _Row(0.0, None, (), None, None)
 
 
-def _parse(line: bytes, names: tuple[str, ...], model_name: str | None) -> _Row | None:
-    """A row, ``_SKIP`` for a valid record that is not a prediction of this model, None if corrupt."""
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError:
+@dataclass(frozen=True)
+class _Lost:
+    timestamp: float
+    rows: int
+
+
+def _parse(line: bytes, names: tuple[str, ...], model_name: str | None) -> _Row | _Lost | None:
+    """A row, ``_SKIP`` for a valid record that is not a prediction of this model, the rows it says
+    were lost for a ``log_end`` line, None if corrupt."""
+    record = parse_record(line)
+    if record is None:
         return None
-    if not isinstance(record, dict):
-        return None
-    event = record.get("event", "prediction")
-    model = record.get("model")
-    other_model = model_name and isinstance(model, dict) and model.get("name") not in (None, model_name)
-    if event != "prediction" or other_model:
+    if record.event == EVENT_LOG_END:
+        return _Lost(record.timestamp, record.lost)
+    other_model = model_name and record.model_name not in (None, model_name)
+    if record.event != EVENT_PREDICTION or other_model:
         return _SKIP
-    timestamp = parse_timestamp(record.get("timestamp"))
-    features = record.get("features")
-    if timestamp is None or not isinstance(features, dict):
-        return None
-    prediction = record.get("prediction")
-    class_name: str | None = None
-    if isinstance(prediction, dict):
-        raw = prediction.get("class_name", prediction.get("class_id"))
-        class_name = normalize_category(raw)
-    version = normalize_category(model.get("version")) if isinstance(model, dict) else None
-    key = record.get("prediction_id")
-    return _Row(timestamp, key if isinstance(key, str) else None, tuple(features.get(n) for n in names),
-                class_name, version)
+    features = record.features
+    return _Row(record.timestamp, record.prediction_id, tuple(features.get(n) for n in names),
+                normalize_category(record.class_name), normalize_category(record.model_version))
 
 
 def _number(value: object) -> float:
@@ -259,7 +276,7 @@ def _columns(rows: list[_Row], names: tuple[str, ...], numeric: set[str] | froze
                     prediction_versions=[r.version for r in rows],
                     oldest=rows[0].timestamp if rows else None, newest=rows[-1].timestamp if rows else None,
                     files=files, corrupt_lines=tally.corrupt, new_corrupt_lines=tally.new_corrupt,
-                    skipped_rows=tally.skipped)
+                    skipped_rows=tally.skipped, new_lost_rows=tally.new_lost)
     for i, name in enumerate(names):
         if name in numeric:
             window.numeric[name] = np.fromiter((_number(r.values[i]) for r in rows), dtype=np.float64,

@@ -29,12 +29,14 @@ CORE_METRICS: dict[str, str] = {
 
 # Counters the services export beyond docs/contract.md's metrics table that alerts and dashboards read: lost
 # prediction log rows and failed registry polls (serving/metrics.py), failed drift checks and
-# unreadable prediction log lines (drift_exporter/metrics.py). Labels: model_name (+ reason).
+# unreadable prediction log lines and rows lost with a killed serving process (drift_exporter/metrics.py).
+# Labels: model_name (+ reason).
 DATA_LOSS_METRICS: dict[str, str] = {
     "model_prediction_log_dropped_total": "counter",
     "model_registry_poll_errors_total": "counter",
     "model_drift_errors_total": "counter",
     "model_drift_log_corrupt_lines_total": "counter",
+    "model_prediction_log_lost_total": "counter",
 }
 
 # The quality service (quality/metrics.py; docs/quality.md): live quality per version from delayed

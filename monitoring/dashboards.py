@@ -254,9 +254,14 @@ def serving_dashboard() -> dict[str, Any]:
         (15, Panel("timeseries", "Prediction log rows dropped",
                    "Prediction log rows serving answered but could not hand to the log writer (writer behind or "
                    "gone, row not encodable), per process. The drift exporter never sees them. "
-                   "PredictionLogDropping warns when rows were dropped in the last 10 minutes, for 5 minutes.",
+                   "PredictionLogDropping warns when rows were dropped in the last 10 minutes, for 5 minutes. "
+                   "'lost with a killed serving process': rows a serving process answered but had not handed to "
+                   "its log writer when it died (kill -9), counted by the drift exporter from the seq gap the "
+                   "writer reports.",
                    [target(f"sum by (instance) (increase(model_prediction_log_dropped_total{{{M}}}"
-                           f"[$__rate_interval]))", "{{instance}}")],
+                           f"[$__rate_interval]))", "{{instance}}"),
+                    target(f"sum by (model_name) (increase(model_prediction_log_lost_total{{{M}}}"
+                           f"[$__rate_interval]))", "lost with a killed serving process")],
                    "short", bars=True, axis_label="rows dropped")),
         (16, Panel("timeseries", "Registry poll errors",
                    "Failed checks of the production alias in the registry, per serving process. While they fail, "

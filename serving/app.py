@@ -43,6 +43,7 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
         log = PredictionLog(settings.resolved_prediction_log_dir, settings.resolved_instance,
                             max_bytes=settings.prediction_log_max_bytes, backups=settings.prediction_log_backups,
                             max_queue_rows=settings.prediction_log_queue_rows,
+                            interval=settings.prediction_log_flush_seconds,
                             on_drop=metrics.log_dropped.inc if metrics is not None else None)
     scorer = Scorer(store, max_batch=settings.max_batch, metrics=metrics, log=log)
     admin_token = settings.resolved_admin_token()

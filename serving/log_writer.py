@@ -2,20 +2,25 @@
 
 Serving hands its predictions to this process (see ``serving.prediction_log``) so that turning them
 into JSON and writing files runs on another core instead of competing with requests for the
-interpreter lock. Run as ``python -m serving.log_writer DIRECTORY INSTANCE MAX_BYTES BACKUPS``; it
-imports only the standard library and orjson, so it starts in a fraction of a second.
+interpreter lock. Run as ``python -m serving.log_writer DIRECTORY INSTANCE MAX_BYTES BACKUPS
+[WRITTEN_SEQ]``; it imports only the standard library, orjson and ``driftwatch.prediction_record``
+(where the record is built), so it starts in a fraction of a second.
 
 Frames (little-endian) on stdin:
 
 - ``M`` u32 length, JSON: a model the following rows refer to: ``key``, ``model`` (the record's
   ``model`` object), ``names`` and ``kinds`` of the features, ``class_ids``, ``class_names``.
 - ``R`` one prediction of numeric features, fixed size per model: key (u16), class position (i16),
-  timestamp, latency_ms, probability (doubles; NaN = null), prediction id (32 ASCII bytes), one
-  double per feature (NaN = null).
+  timestamp, latency_ms, probability (doubles; NaN = null), prediction id (32 ASCII bytes), seq
+  (u64), one double per feature (NaN = null).
 - ``J`` u32 length, ready JSON lines (for rows the fixed layout cannot carry).
 
 It ignores SIGINT and SIGTERM: it stops at end of input, after writing everything, so a parent's
-graceful shutdown (or its death) loses nothing that reached the pipe.
+graceful shutdown (or its death) loses nothing that reached the pipe. At end of input it writes a
+``log_end`` line: serving's acknowledged ``seq`` (from the counter file
+``predictions-<instance>.acked`` that serving updates before answering) against the last ``seq``
+written, so rows lost with a killed serving process are counted, not silent. WRITTEN_SEQ is where a
+restarted writer starts (rows before it were written or counted as dropped by serving).
 """
 
 from __future__ import annotations
@@ -25,63 +30,35 @@ import os
 import signal
 import struct
 import sys
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import orjson
+from driftwatch.prediction_record import format_timestamp, log_end_record, prediction_record, to_lines
 
 HEADER = struct.Struct("<cI")  # frame type, payload length (M and J frames)
 ROW_PREFIX = struct.Struct("<cH")  # "R", model key
-_BETWEEN_RECORDS = b'},{"timestamp":'
+ACK = struct.Struct("<Q")  # the counter file: serving's last acknowledged seq
 _INTEGER_KINDS = frozenset({"long", "integer"})
-_second_cache: tuple[int, str] = (-1, "")
 
 
 def row_struct(n_features: int) -> struct.Struct:
     """Layout of an ``R`` frame for a model with ``n_features`` numeric features."""
-    return struct.Struct(f"<cHhddd32s{n_features}d")
+    return struct.Struct(f"<cHhddd32sQ{n_features}d")
 
 
-_milli_cache: tuple[int, str] = (-1, "")
+def ack_path(directory: Path, instance: str) -> Path:
+    """The counter file of one serving process (8 bytes, little-endian u64)."""
+    return directory / f"predictions-{instance}.acked"
 
 
-def format_timestamp(epoch: float) -> str:
-    """``2026-01-01T12:00:00.123Z`` (UTC, milliseconds, truncated); cached per millisecond and second."""
-    global _second_cache, _milli_cache
-    # The microsecond added absorbs float error (1767268800.123 is stored as ...122999).
-    millis = int(epoch * 1000 + 0.001)
-    cached_millis, stamp = _milli_cache
-    if millis == cached_millis:
-        return stamp
-    second, fraction = divmod(millis, 1000)
-    cached_second, prefix = _second_cache
-    if second != cached_second:
-        prefix = datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _second_cache = (second, prefix)
-    stamp = f"{prefix}.{fraction:03d}Z"
-    _milli_cache = (millis, stamp)
-    return stamp
-
-
-def record(timestamp: float, prediction_id: str, features: dict[str, Any], class_id: Any, class_name: str,
-           probability: float | None, model: dict[str, str], latency_ms: float) -> dict[str, Any]:
-    """One prediction in the docs/contract.md record format."""
-    return {"timestamp": format_timestamp(timestamp), "event": "prediction", "prediction_id": prediction_id,
-            "features": features,
-            "prediction": {"class_id": class_id, "class_name": class_name, "probability": probability},
-            "model": model, "latency_ms": round(latency_ms, 3)}
-
-
-def to_lines(records: list[dict[str, Any]]) -> bytes:
-    """JSON lines. One orjson call serialises the list, which is then cut where one record ends and
-    the next begins: ``},{"timestamp":`` cannot occur anywhere else, because a quote inside a JSON
-    string is always escaped and no record holds a list of objects. NaN is written as null."""
-    if not records:
-        return b""
-    data = orjson.dumps(records, option=orjson.OPT_SERIALIZE_NUMPY)
-    return data[1:-1].replace(_BETWEEN_RECORDS, b'}\n{"timestamp":') + b"\n"
+def read_acknowledged(path: Path) -> int | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return int(ACK.unpack_from(data)[0]) if len(data) >= ACK.size else None
 
 
 @dataclass
@@ -105,6 +82,7 @@ class FrameDecoder:
         self._buffer = bytearray()
         self._models: dict[int, _Model] = {}
         self.rows = 0
+        self.last_seq = 0  # highest seq written
 
     def feed(self, data: bytes) -> bytes:
         self._buffer += data
@@ -122,7 +100,7 @@ class FrameDecoder:
                 layout = model.layout
                 if offset + layout.size > size:
                     break
-                _, _, position, timestamp, latency, probability, pid, *values = layout.unpack_from(buffer, offset)
+                _, _, position, timestamp, latency, probability, pid, seq, *values = layout.unpack_from(buffer, offset)
                 offset += layout.size
                 if model.any_integer:
                     features = {n: (int(v) if integer and v.is_integer() else v)
@@ -130,11 +108,10 @@ class FrameDecoder:
                 else:
                     features = dict(zip(model.names, values))  # noqa: B905  (the layout has one per name)
                 # NaN (a missing feature, no probability) is written as null by orjson.
-                records.append({"timestamp": format_timestamp(timestamp), "event": "prediction",
-                                "prediction_id": pid.decode("ascii"), "features": features,
-                                "prediction": {"class_id": model.class_ids[position],
-                                               "class_name": model.class_names[position], "probability": probability},
-                                "model": model.model, "latency_ms": round(latency, 3)})
+                records.append(prediction_record(timestamp, pid.decode("ascii"), features, model.class_ids[position],
+                                                 model.class_names[position], probability, model.model, latency, seq))
+                if seq > self.last_seq:
+                    self.last_seq = seq
                 continue
             if offset + HEADER.size > size:
                 break
@@ -149,8 +126,12 @@ class FrameDecoder:
             elif kind == b"J":
                 out.append(to_lines(records))
                 records = []
-                out.append(payload)
-                self.rows += payload.count(b"\n")
+                lines = payload[ACK.size:]
+                out.append(lines)
+                self.rows += lines.count(b"\n")
+                last = int(ACK.unpack_from(payload)[0])  # a J frame starts with its last seq
+                if last > self.last_seq:
+                    self.last_seq = last
             else:
                 raise ValueError(f"unknown frame type {kind!r} at offset {offset}")
         del buffer[:offset]
@@ -221,32 +202,47 @@ class RotatingFile:
         self._size = 0
 
 
-def _say(message: str) -> None:
-    line = {"timestamp": format_timestamp(datetime.now(UTC).timestamp()), "level": "ERROR",
+def _say(message: str, level: str = "ERROR") -> None:
+    line = {"timestamp": format_timestamp(time.time()), "level": level,
             "logger": "serving.log_writer", "message": message}
     sys.stderr.write(json.dumps(line) + "\n")
     sys.stderr.flush()
 
 
+def end_of_input(decoder: FrameDecoder, acknowledged: int | None, instance: str) -> bytes:
+    """The ``log_end`` line (nothing when serving kept no counter file)."""
+    if acknowledged is None:
+        return b""
+    written = decoder.last_seq
+    lost = acknowledged - written
+    if lost > 0:
+        _say(f"prediction log writer: serving ended with {lost} acknowledged rows not handed over "
+             f"(acknowledged seq {acknowledged}, written {written}); counted by the drift exporter", "WARNING")
+    return to_lines([log_end_record(time.time(), instance=instance, acknowledged_seq=acknowledged,
+                                    written_seq=written)])
+
+
 def main() -> None:
-    directory, instance, max_bytes, backups = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    directory, instance, max_bytes, backups = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)  # stop at end of input, not before
-    output = RotatingFile(Path(directory), instance, max_bytes=max_bytes, backups=backups)
+    output = RotatingFile(directory, instance, max_bytes=max_bytes, backups=backups)
     decoder = FrameDecoder()
+    decoder.last_seq = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     try:
         while True:
             data = os.read(0, 1 << 20)
             if not data:
                 break
             output.write(decoder.feed(data))
+        if decoder.pending_bytes:
+            _say(f"prediction log writer: input ended inside a frame ({decoder.pending_bytes} bytes dropped)")
+        output.write(end_of_input(decoder, read_acknowledged(ack_path(directory, instance)), instance))
     except Exception as exc:  # boundary of the process: say why, keep what was written
         _say(f"prediction log writer stopped: {type(exc).__name__}: {exc}")
         raise SystemExit(1) from exc
     finally:
         output.close()
-    if decoder.pending_bytes:
-        _say(f"prediction log writer: input ended inside a frame ({decoder.pending_bytes} bytes dropped)")
 
 
 if __name__ == "__main__":

@@ -14,12 +14,20 @@ depending on what else the machine runs). In the writer process it runs on anoth
 and exits, so a clean shutdown loses nothing. When the writer falls behind by ``max_queue_rows``
 rows, new rows are dropped and counted instead of slowing requests or growing memory. If the writer
 process dies, the rows in flight are counted as dropped and a new writer is started.
+
+Every row taken gets the next ``seq`` (1, 2, ...), and before the request is answered the last one
+goes into ``predictions-<instance>.acked``, a memory-mapped 8-byte counter. If this process is
+killed (kill -9), the rows still in the deque are lost; the kernel keeps the counter, the writer
+reads it when its input ends and writes a ``log_end`` line saying how many acknowledged rows it never
+got. The loss is bounded by what one sender pass carries: the rows acknowledged in the last
+``interval`` (50 ms) plus a frame cut in the middle of a pipe write.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
 import subprocess
 import sys
@@ -33,7 +41,8 @@ from typing import Any
 
 import orjson
 
-from serving.log_writer import HEADER, record, row_struct, to_lines
+from driftwatch.prediction_record import prediction_record, to_lines
+from serving.log_writer import ACK, HEADER, ack_path, row_struct
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +82,10 @@ class PredictionLog:
         self.on_drop = on_drop
         self.dropped_rows = 0
         self.sent_rows = 0
-        self._queue: deque[tuple[bytes, int]] = deque()
+        self._queue: deque[tuple[bytes, int, int]] = deque()  # frame, rows, last seq in it (0: none)
+        self._seq = 0  # last seq given out (request path)
+        self._accounted_seq = 0  # last seq written to the pipe or counted as dropped (sender)
+        self._ack: mmap.mmap | None = None
         # Each counter has one writer thread, so no update is lost without a lock.
         self._enqueued_rows = 0  # request path
         self._dequeued_rows = 0  # sender
@@ -96,29 +108,34 @@ class PredictionLog:
         if entry is None:
             entry = self._register(model)
         key, layout, _ = entry
+        first = self._seq + 1
+        self._seq = last = self._seq + n
         if layout is not None and n == 1 and positions[0] is not None and len(ids[0]) == 32:
             probability = probabilities[0]
             frame: bytes = layout.pack(b"R", key, positions[0], timestamp, latency_ms,
-                                       NAN if probability is None else probability, ids[0].encode(), *rows[0])
+                                       NAN if probability is None else probability, ids[0].encode(), first, *rows[0])
         else:
-            frame = self._frames(key, layout, model, timestamp, rows, ids, positions, probabilities, latency_ms)
+            frame = self._frames(key, layout, model, timestamp, rows, ids, positions, probabilities, latency_ms, first)
         self._enqueued_rows += n
-        self._queue.append((frame, n))
+        self._queue.append((frame, n, last))
+        if self._ack is not None:
+            ACK.pack_into(self._ack, 0, last)  # acknowledged: the answer goes out after this
 
     def _frames(self, key: int, layout: Any, model: LogModel, timestamp: float, rows: list[list[Any]],
                 ids: list[str], positions: Sequence[int | None], probabilities: Sequence[float | None],
-                latency_ms: float) -> bytes:
+                latency_ms: float, first_seq: int) -> bytes:
         parts = []
-        for row, pid, position, probability in zip(rows, ids, positions, probabilities, strict=True):
+        for seq, (row, pid, position, probability) in enumerate(zip(rows, ids, positions, probabilities, strict=True),
+                                                                 start=first_seq):
             if layout is not None and position is not None and len(pid) == 32:
                 parts.append(layout.pack(b"R", key, position, timestamp, latency_ms,
-                                         NAN if probability is None else probability, pid.encode(), *row))
+                                         NAN if probability is None else probability, pid.encode(), seq, *row))
             else:  # non-numeric features or a class the model did not declare: a ready line
                 class_id = model.class_ids[position] if position is not None else None
                 class_name = model.class_names[position] if position is not None else "unknown"
-                line = to_lines([record(timestamp, pid, dict(zip(model.names, row, strict=True)), class_id, class_name,
-                                        probability, model.model, latency_ms)])
-                parts.append(HEADER.pack(b"J", len(line)) + line)
+                line = to_lines([prediction_record(timestamp, pid, dict(zip(model.names, row, strict=True)), class_id,
+                                                   class_name, probability, model.model, latency_ms, seq)])
+                parts.append(HEADER.pack(b"J", ACK.size + len(line)) + ACK.pack(seq) + line)
         return b"".join(parts)
 
     def _register(self, model: LogModel) -> tuple[int, Any, LogModel]:
@@ -128,7 +145,7 @@ class PredictionLog:
                              "class_ids": model.class_ids, "class_names": model.class_names})
         frame = HEADER.pack(b"M", len(spec)) + spec
         self._frames_of_models.append(frame)
-        self._queue.append((frame, 0))
+        self._queue.append((frame, 0, 0))
         entry = (key, layout, model)  # keeps the model alive, so its id() is not reused
         self._models[id(model)] = entry
         return entry
@@ -141,6 +158,11 @@ class PredictionLog:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        counter = ack_path(self.directory, self.instance)
+        with counter.open("w+b") as handle:  # a new process starts at 0 (a new writer, new seq)
+            handle.write(ACK.pack(0))
+            handle.flush()
+            self._ack = mmap.mmap(handle.fileno(), ACK.size)
         self._writer = self._spawn()
         self._thread = threading.Thread(target=self._run, name="prediction-log-sender", daemon=True)
         self._thread.start()
@@ -180,7 +202,7 @@ class PredictionLog:
         # Its own session: a Ctrl-C in a terminal reaches serving, which then closes the pipe.
         return subprocess.Popen(
             [sys.executable, "-m", "serving.log_writer", str(self.directory), self.instance, str(self.max_bytes),
-             str(self.backups)],
+             str(self.backups), str(self._accounted_seq)],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
 
     def _run(self) -> None:
@@ -196,10 +218,12 @@ class PredictionLog:
             return
         chunks: list[bytes] = []
         rows = 0
+        last_seq = 0
         while queue:
-            frame, count = queue.popleft()
+            frame, count, last = queue.popleft()
             chunks.append(frame)
             rows += count
+            last_seq = max(last_seq, last)
         data = b"".join(chunks)
         try:
             self._write(data)
@@ -207,7 +231,10 @@ class PredictionLog:
         except OSError as exc:  # the writer died: these rows are lost, counted; start another one
             logger.error("prediction log: the writer is gone (%s); %d rows dropped", exc, rows)
             self._drop(rows)
+            self._accounted_seq = max(self._accounted_seq, last_seq)
             self._restart()
+        else:
+            self._accounted_seq = max(self._accounted_seq, last_seq)
         finally:
             self._dequeued_rows += rows
 

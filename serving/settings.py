@@ -55,6 +55,12 @@ class ServingSettings(ServiceSettings):
         description="Rows waiting for the writer before new ones are dropped (and counted) rather than "
                     "slowing requests down.",
     )
+    prediction_log_flush_seconds: float = Field(
+        default=0.05, gt=0, le=10,
+        validation_alias=_env("DRIFTWATCH_PREDICTION_LOG_FLUSH_SECONDS", "prediction_log_flush_seconds"),
+        description="How often answered rows are handed to the log writer: a serving process killed (kill -9) "
+                    "loses at most the rows of one such interval, and says how many (docs/contract.md).",
+    )
     metrics_enabled: bool = Field(
         default=True, validation_alias=_env("DRIFTWATCH_METRICS_ENABLED", "metrics_enabled"),
     )

@@ -275,8 +275,10 @@ def test_registry_outage_keeps_serving_and_a_restart_serves_the_local_copy(
         assert "Application shutdown complete" in restarted.log.read_text()
         # N predictions -> N lines, everything flushed by the graceful stop.
         log = service.home / "predictions" / "predictions-it-restart.jsonl"
-        records = [json.loads(line) for line in log.read_text().splitlines()]
+        everything = [json.loads(line) for line in log.read_text().splitlines()]
+        records = [r for r in everything if r["event"] == "prediction"]
         assert [r["prediction_id"] for r in records] == ids
+        assert everything[-1]["event"] == "log_end" and everything[-1]["lost"] == 0
         assert {r["model"]["version"] for r in records} == {version}
     finally:
         mlflow_server.start()

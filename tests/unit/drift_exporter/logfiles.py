@@ -5,23 +5,19 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from driftwatch.prediction_record import prediction_record
 
 CLASSES = ("setosa", "versicolor", "virginica")
 
 
 def record(features: Mapping[str, Any], *, ts: float, version: str = "1", class_id: int = 0,
-           model_name: str = "iris-classifier", prediction_id: str | None = None) -> dict[str, Any]:
-    stamp = datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return {
-        "timestamp": stamp, "event": "prediction", "prediction_id": prediction_id or uuid.uuid4().hex,
-        "features": dict(features),
-        "prediction": {"class_id": class_id, "class_name": CLASSES[class_id % 3], "probability": 0.9},
-        "model": {"name": model_name, "version": version, "source": f"models:/{model_name}@production"},
-        "latency_ms": 0.4,
-    }
+           model_name: str = "iris-classifier", prediction_id: str | None = None, seq: int = 1) -> dict[str, Any]:
+    return prediction_record(ts, prediction_id or uuid.uuid4().hex, dict(features), class_id, CLASSES[class_id % 3],
+                             0.9, {"name": model_name, "version": version, "source": f"models:/{model_name}@production"},
+                             0.4, seq)
 
 
 def line(rec: Mapping[str, Any]) -> str:

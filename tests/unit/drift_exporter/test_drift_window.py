@@ -192,3 +192,46 @@ def test_log_files_are_listed_newest_first_per_instance(tmp_path: Path) -> None:
         (tmp_path / name).touch()
     assert [f.path.name for f in list_log_files(tmp_path)] == [
         "predictions-a.jsonl", "predictions-a.jsonl.2", "predictions-a.jsonl.10", "predictions-b.jsonl"]
+
+
+def test_one_line_with_a_very_old_timestamp_does_not_cut_the_window_short(tmp_path: Path) -> None:
+    recent = rows(0, 100)  # NOW - 10000 + i: all within a 20000 s age limit
+    stray = record({"a": -1, "b": 0, "color": "red"}, ts=NOW - 10**8)  # a wrong clock, once
+    write_lines(tmp_path / "predictions-x.jsonl.1", recent[:40])
+    write_lines(tmp_path / "predictions-x.jsonl", [*recent[40:70], stray, *recent[70:]])
+    window = read(tmp_path, max_age_seconds=20_000)
+    assert sorted(window.numeric["a"].tolist()) == list(range(100))
+    assert window.skipped_rows == 1
+
+
+def test_a_run_of_old_rows_still_ends_the_scan(tmp_path: Path) -> None:
+    old = [record({"a": -i, "b": 0, "color": "red"}, ts=NOW - 10**8 + i) for i in range(200)]
+    write_lines(tmp_path / "predictions-x.jsonl", [*rows(1000, 5), *old, *rows(0, 10)])
+    window = read(tmp_path, max_age_seconds=20_000)
+    assert sorted(window.numeric["a"].tolist()) == list(range(10))  # the rows behind the run are not reached
+
+
+def test_a_row_stamped_far_in_the_future_is_left_out_and_so_ages_out(tmp_path: Path) -> None:
+    future = record({"a": 999, "b": 0, "color": "red"}, ts=NOW + 10**6)
+    write_lines(tmp_path / "predictions-x.jsonl", [*rows(0, 10), future])
+    window = read(tmp_path, max_age_seconds=20_000)
+    assert 999 not in window.numeric["a"].tolist() and window.rows == 10
+    assert window.newest is not None and window.newest <= NOW
+    assert window.skipped_rows == 1
+    slightly_ahead = record({"a": 7, "b": 0, "color": "red"}, ts=NOW + 60)  # ordinary clock skew is kept
+    write_lines(tmp_path / "predictions-y.jsonl", [slightly_ahead])
+    assert 7 in read(tmp_path, max_age_seconds=20_000).numeric["a"].tolist()
+
+
+def test_rows_lost_with_a_killed_serving_process_are_counted_once(tmp_path: Path) -> None:
+    end = {"timestamp": record({}, ts=NOW - 5)["timestamp"], "event": "log_end", "instance": "x",
+           "acknowledged_seq": 15, "written_seq": 10, "lost": 5}
+    clean = {**end, "instance": "y", "acknowledged_seq": 3, "written_seq": 3, "lost": 0}
+    write_lines(tmp_path / "predictions-x.jsonl", [*rows(0, 10), end])
+    write_lines(tmp_path / "predictions-y.jsonl", [*rows(10, 3), clean])
+    reader = LogReader(tmp_path)
+    first = read(tmp_path, reader, max_age_seconds=20_000)
+    assert first.rows == 13 and first.new_lost_rows == 5 and first.corrupt_lines == 0
+    assert read(tmp_path, reader, max_age_seconds=20_000).new_lost_rows == 0  # already counted
+    # An exporter started later does not count a loss older than its window again.
+    assert read(tmp_path, max_age_seconds=1).new_lost_rows == 0

@@ -425,9 +425,12 @@ def test_every_prediction_is_in_the_log_after_shutdown(settings: ServingSettings
         service.client.post("/invocations", json={"inputs": [ROW]})
         service.predict({"features": {"bad": 1}})  # refused: not logged
     path = settings.resolved_prediction_log_dir / "predictions-test.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines()]
+    everything = [json.loads(line) for line in path.read_text().splitlines()]
+    records = [r for r in everything if r["event"] == "prediction"]
     assert len(records) == 31
     assert [r["prediction_id"] for r in records[:30]] == ids
+    assert [r["seq"] for r in records] == list(range(1, 32))
+    assert everything[-1]["event"] == "log_end" and everything[-1]["lost"] == 0  # nothing lost on shutdown
     assert {r["model"]["version"] for r in records} == {"1"}
     assert records[1]["features"] == ROW and records[1]["prediction"]["class_name"] == "setosa"
 

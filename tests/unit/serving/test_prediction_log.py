@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from serving.log_writer import FrameDecoder, RotatingFile, format_timestamp, record, to_lines
+from driftwatch.prediction_record import format_timestamp, parse_record, prediction_record, to_lines
+from serving.log_writer import FrameDecoder, RotatingFile, read_acknowledged
 from serving.prediction_log import LogModel, PredictionLog
 
 NAMES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
@@ -37,7 +38,7 @@ def add(log: PredictionLog, model: LogModel, n: int = 1, *, start: int = 0, row:
 
 def frames_of(log: PredictionLog) -> bytes:
     """What the sender would write to the writer process."""
-    return b"".join(frame for frame, _ in log._queue)
+    return b"".join(frame for frame, _, _ in log._queue)
 
 
 def decode(log: PredictionLog) -> list[dict[str, Any]]:
@@ -50,18 +51,27 @@ def new_log(tmp_path: Path, **kwargs: Any) -> PredictionLog:
     return PredictionLog(tmp_path, "unit", **values)
 
 
-def lines(folder: Path) -> list[dict[str, Any]]:
+def records(folder: Path) -> list[dict[str, Any]]:
     out = []
-    for path in sorted(folder.glob("predictions-*"), key=lambda p: (len(p.name), p.name)):
+    for path in sorted(folder.glob("predictions-*.jsonl*"), key=lambda p: (len(p.name), p.name)):
         out += [json.loads(line) for line in path.read_text().splitlines()]
     return out
+
+
+def lines(folder: Path) -> list[dict[str, Any]]:
+    """The prediction records (the writer's log_end lines left out)."""
+    return [r for r in records(folder) if r["event"] == "prediction"]
+
+
+def log_ends(folder: Path) -> list[dict[str, Any]]:
+    return [r for r in records(folder) if r["event"] == "log_end"]
 
 
 def test_a_record_has_the_design_format(tmp_path: Path) -> None:
     log = new_log(tmp_path)
     add(log, iris())
     assert decode(log) == [{
-        "timestamp": "2026-01-01T12:00:00.123Z", "event": "prediction", "prediction_id": pid(0),
+        "timestamp": "2026-01-01T12:00:00.123Z", "event": "prediction", "prediction_id": pid(0), "seq": 1,
         "features": {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
         "prediction": {"class_id": 0, "class_name": "setosa", "probability": 0.97},
         "model": {"name": "iris-classifier", "version": "3", "source": "models:/iris-classifier@production"},
@@ -104,9 +114,9 @@ def test_a_frame_split_across_reads_is_kept_for_the_next_read(tmp_path: Path) ->
 
 def test_lines_are_cut_only_between_records_whatever_the_strings_hold() -> None:
     nasty = '},{"timestamp":"x"}\n{"a":1}'
-    records = [record(1767268800.0 + i, nasty, {"timestamp": 1.0, nasty: 2.0}, nasty, nasty, None, MODEL, 0.1)
-               for i in range(3)]
-    parsed = [json.loads(line) for line in to_lines(records).decode().splitlines()]
+    built = [prediction_record(1767268800.0 + i, nasty, {"timestamp": 1.0, nasty: 2.0}, nasty, nasty, None, MODEL,
+                               0.1, i + 1) for i in range(3)]
+    parsed = [json.loads(line) for line in to_lines(built).decode().splitlines()]
     assert len(parsed) == 3
     assert all(r["prediction_id"] == nasty and r["features"] == {"timestamp": 1.0, nasty: 2.0} for r in parsed)
     assert to_lines([]) == b""
@@ -132,7 +142,8 @@ def test_every_prediction_is_a_line_after_close(tmp_path: Path) -> None:
 
 
 def test_files_rotate_by_size_at_line_boundaries_and_only_the_newest_are_kept(tmp_path: Path) -> None:
-    one = to_lines([record(1767268800.0, pid(0), dict(zip(NAMES, ROW, strict=True)), 0, "setosa", 0.9, MODEL, 0.1)])
+    one = to_lines([prediction_record(1767268800.0, pid(0), dict(zip(NAMES, ROW, strict=True)), 0, "setosa", 0.9,
+                                      MODEL, 0.1, 1)])
     output = RotatingFile(tmp_path, "unit", max_bytes=10 * len(one), backups=2)
     data = b"".join(one.replace(pid(0).encode(), pid(i).encode()) for i in range(45))
     output.write(data[:1000])
@@ -190,3 +201,70 @@ def test_a_writer_that_dies_is_replaced_and_its_rows_counted(tmp_path: Path) -> 
     log.close()
     assert dropped == [1]
     assert [r["prediction_id"] for r in lines(tmp_path)] == [pid(0), pid(2)]
+
+
+def test_rows_are_numbered_without_gaps_in_every_frame_kind(tmp_path: Path) -> None:
+    log = new_log(tmp_path)
+    add(log, iris())  # an R frame
+    add(log, iris(), 3, start=1)  # a batch of R frames
+    add(log, iris(), start=4, position=None)  # a ready line (J frame)
+    text = LogModel(model=MODEL, names=("city",), kinds=("string",), class_ids=["a"], class_names=["a"])
+    add(log, text, 2, start=5, row=["Oslo"])
+    decoder = FrameDecoder()
+    out = decoder.feed(frames_of(log))
+    assert [json.loads(x)["seq"] for x in out.splitlines()] == [1, 2, 3, 4, 5, 6, 7]
+    assert decoder.last_seq == 7
+
+
+def test_a_clean_close_ends_the_file_with_a_log_end_that_lost_nothing(tmp_path: Path) -> None:
+    log = new_log(tmp_path)
+    log.start()
+    for i in range(50):
+        add(log, iris(), 2, start=2 * i)
+    log.close()
+    assert [r["seq"] for r in lines(tmp_path)] == list(range(1, 101))
+    [end] = log_ends(tmp_path)
+    assert (end["instance"], end["acknowledged_seq"], end["written_seq"], end["lost"]) == ("unit", 100, 100, 0)
+    assert read_acknowledged(tmp_path / "predictions-unit.acked") == 100
+
+
+@pytest.mark.timeout(60)
+def test_rows_acknowledged_but_never_handed_over_are_reported_by_the_writer(tmp_path: Path) -> None:
+    """What kill -9 of serving leaves: rows still in the deque. Here the sender never runs (a long
+    interval) and serving's end of the pipe is closed, as the kernel does for a killed process."""
+    log = new_log(tmp_path, interval=3600)
+    log.start()
+    add(log, iris(), 3)
+    log._send()  # handed over: written
+    add(log, iris(), 4, start=3)  # acknowledged, still queued when "serving dies"
+    assert log._writer is not None and log._writer.stdin is not None
+    log._writer.stdin.close()
+    assert log._writer.wait(30) == 0
+    assert [r["seq"] for r in lines(tmp_path)] == [1, 2, 3]
+    [end] = log_ends(tmp_path)
+    assert (end["acknowledged_seq"], end["written_seq"], end["lost"]) == (7, 3, 4)
+    parsed = parse_record(json.dumps(end).encode())
+    assert parsed is not None and parsed.event == "log_end" and parsed.lost == 4
+
+
+@pytest.mark.timeout(60)
+def test_a_restarted_writer_does_not_count_the_rows_before_it_as_lost(tmp_path: Path) -> None:
+    dropped: list[int] = []
+    log = new_log(tmp_path, on_drop=dropped.append, interval=3600)
+    log.start()
+    add(log, iris(), 2)
+    log._send()
+    deadline = time.monotonic() + 20
+    while len(lines(tmp_path)) < 2:  # written before the writer is killed
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert log._writer is not None
+    log._writer.kill()
+    log._writer.wait()
+    add(log, iris(), start=2)
+    log._send()  # the dead writer: 1 row dropped (serving counts it), a new writer starts after seq 3
+    add(log, iris(), start=3)
+    log.close()
+    assert dropped == [1]
+    assert [r["seq"] for r in lines(tmp_path)] == [1, 2, 4]
+    assert [e["lost"] for e in log_ends(tmp_path)] == [0]

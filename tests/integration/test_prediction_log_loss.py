@@ -1,0 +1,134 @@
+"""kill -9 of serving: the rows it answered but had not handed to its log writer are lost — a bounded
+number, and never silently (issue #15).
+
+The bound (docs/contract.md, prediction log record): a killed serving process loses at most the rows
+it answered since its sender last handed rows to the writer, i.e. one
+``DRIFTWATCH_PREDICTION_LOG_FLUSH_SECONDS`` interval, plus a frame cut in the middle of a pipe write.
+The test stretches the interval to 2 s so that the kill always catches rows in flight, checks that
+answered = written + lost exactly, that ``lost`` stays within the rows answered in the last interval,
+and that the real drift exporter process counts the loss in ``model_prediction_log_lost_total``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from model_registry import RegistrySettings
+from model_registry.training import train_and_register
+from serving.log_writer import ack_path, read_acknowledged
+from tests.support.procs import free_port, stop_process, wait_for, wait_for_http
+
+pytestmark = pytest.mark.integration
+
+MODEL_NAME = "kill9-model"
+INSTANCE = "kill9"
+FLUSH_SECONDS = 2.0
+ROW = {"features": {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}}
+
+
+def start(module: str, env: dict[str, str], log: Path, health: str) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **env}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_http(health, timeout=180, proc=proc, log=log)
+    except BaseException:
+        stop_process(proc)
+        raise
+    return proc
+
+
+def records(folder: Path) -> list[dict[str, object]]:
+    path = folder / f"predictions-{INSTANCE}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def lost_total(exporter: str) -> float | None:
+    for line in httpx.get(f"{exporter}/metrics", timeout=5).text.splitlines():
+        if line.startswith(f'model_prediction_log_lost_total{{model_name="{MODEL_NAME}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_kill_9_loses_a_bounded_number_of_rows_and_the_exporter_counts_them(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    settings = RegistrySettings(home=home, model_name=MODEL_NAME)
+    train_and_register(settings, promote=True, actor="test")
+    folder = home / "predictions"
+    common = {"DRIFTWATCH_HOME": str(home), "DRIFTWATCH_MODEL_NAME": MODEL_NAME,
+              "MLFLOW_TRACKING_URI": settings.resolved_tracking_uri}
+    serving_port, exporter_port = free_port(), free_port()
+    serving_url, exporter_url = f"http://127.0.0.1:{serving_port}", f"http://127.0.0.1:{exporter_port}"
+    serving = start("serving", {**common, "DRIFTWATCH_SERVING_PORT": str(serving_port),
+                                "DRIFTWATCH_SERVING_INSTANCE": INSTANCE,
+                                "DRIFTWATCH_PREDICTION_LOG_FLUSH_SECONDS": str(FLUSH_SECONDS)},
+                    tmp_path / "serving.log", f"{serving_url}/health")
+    exporter = None
+    try:
+        # Traffic from 4 threads; every answered prediction is noted with the time its answer came.
+        answered: list[float] = []
+        stop = threading.Event()
+
+        def send() -> None:
+            with httpx.Client(timeout=10) as client:
+                while not stop.is_set():
+                    try:
+                        response = client.post(f"{serving_url}/predict", json=ROW)
+                    except httpx.HTTPError:
+                        return  # serving is gone
+                    if response.status_code == 200:
+                        answered.append(time.monotonic())
+
+        threads = [threading.Thread(target=send) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        wait_for("some rows written and more answered since", lambda: len(records(folder)) > 0
+                 and len(answered) > len(records(folder)) + 20, timeout=60, interval=0.05)
+        time.sleep(0.5)
+        os.kill(serving.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        serving.wait(10)
+        stop.set()
+        for thread in threads:
+            thread.join(15)
+
+        # The writer (its own process) drains the pipe and ends the file with a log_end line.
+        end = wait_for("the writer's log_end line", lambda: next(
+            (r for r in reversed(records(folder)) if r["event"] == "log_end"), None), timeout=30)
+        rows = [r for r in records(folder) if r["event"] == "prediction"]
+        acknowledged = read_acknowledged(ack_path(folder, INSTANCE))
+        assert acknowledged is not None and end["acknowledged_seq"] == acknowledged
+        assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))  # written rows: no gap
+        assert end["written_seq"] == len(rows)
+        lost = int(end["lost"])  # type: ignore[call-overload]
+        assert lost == acknowledged - len(rows)
+        # Nothing silent: every answer the clients got is a written row or a counted loss (serving
+        # may also have answered a few requests whose answers the kill cut off).
+        assert len(answered) <= acknowledged <= len(answered) + len(threads)
+        # The bound: rows answered within the last flush interval before the kill (+ the cut-off answers).
+        recent = sum(1 for t in answered if t >= killed_at - FLUSH_SECONDS - 0.5)
+        assert 0 < lost <= recent + len(threads), (lost, recent)
+
+        # The drift exporter process reads the log_end line and counts the loss once.
+        exporter = start("drift_exporter", {**common, "DRIFTWATCH_DRIFT_PORT": str(exporter_port),
+                                            "DRIFTWATCH_DRIFT_INTERVAL_SECONDS": "1"},
+                         tmp_path / "exporter.log", f"{exporter_url}/health")
+        counted = wait_for("the exporter to count the loss", lambda: lost_total(exporter_url) or None, timeout=90)
+        assert counted == lost
+        time.sleep(2.5)  # more checks: still counted once
+        assert lost_total(exporter_url) == lost
+    finally:
+        if serving.poll() is None:
+            stop_process(serving)
+        if exporter is not None:
+            stop_process(exporter)
