@@ -1,98 +1,37 @@
-"""Which version is served: load at start, follow the production alias, swap atomically, keep a copy.
+"""Which version is served: load at start, follow the production alias, swap atomically.
 
-Loading (download, load, compile, warm up) runs in a worker thread; the swap is one assignment on
-the event loop, so a request sees either the old version or the new one, never a half-loaded one,
-and requests already running finish on the version they started with. A failed load keeps the
-current version and is counted (``model_reloads_total{result="failure"}``); a version that failed
-is retried with back-off rather than downloaded again at every poll.
-
-Every version that loads is kept under the model cache (``<cache>/<model>/v<N>/``, written to a
-temporary folder and renamed, so a half-written copy is never used) with ``last-good.json``
-pointing at the newest good one: when the registry cannot be reached at start-up, the service
-serves that copy and says so in /health and /metadata.
+Why this module: it holds the one piece of state (the served version) and the policy around it.
+Loading (``serving.model_loader``) runs in a worker thread; the swap is one assignment on the event
+loop, so a request sees either the old version or the new one, never a half-loaded one, and
+requests already running finish on the version they started with. A failed load keeps the current
+version and is counted (``model_reloads_total{result="failure"}``); a version that failed is
+retried with back-off rather than downloaded again at every poll. Every version that loads is kept
+in the model cache (``serving.model_cache``); when the registry cannot be reached at start-up, the
+service serves the last good copy and says so in /health and /metadata.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import re
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
-from typing import Any, Literal, Protocol
-
-import pandas as pd
+from typing import Any
 
 from driftwatch.clock import iso_utc
 from driftwatch.redact import redact
-from model_registry import RegistryError, RegistryUnavailable, VersionInfo
-from serving.metrics import ModelSeries, ServingMetrics
-from serving.prediction_log import LogModel
-from serving.predictor import Fault, LoadedPredictor, Predictor, load_predictor
-from serving.schema import ModelSchema, features_from_signature
+from model_registry import RegistryError, RegistryUnavailable
+from serving.metrics import ServingMetrics
+from serving.model_cache import ModelCache, ModelSource
+from serving.model_loader import LoadedModel, load_version
 from serving.settings import ServingSettings
+
+__all__ = ["LoadedModel", "ModelSource", "ModelStore", "ReloadResult"]
 
 logger = logging.getLogger(__name__)
 
-LoadedFrom = Literal["registry", "cache"]
-COMPLETE_MARKER = "version.json"
-LAST_GOOD = "last-good.json"
-WARMUP_ROWS = 1000
 MAX_RETRY_SECONDS = 300.0
-
-
-class ModelSource(Protocol):
-    """What the store needs from the registry (``model_registry.ModelRegistry`` is one)."""
-
-    def production_version(self, *, with_metrics: bool = True) -> VersionInfo | None: ...
-
-    def download_model(self, version: str, dst: Path) -> Path: ...
-
-    def download_reference(self, version: str, dst: Path) -> Path: ...
-
-
-@dataclass
-class LoadedModel:
-    """One version, ready to answer."""
-
-    name: str
-    version: str
-    run_id: str | None
-    artifact_source: str
-    alias: str
-    uri: str
-    schema: ModelSchema
-    predictor: Predictor
-    fault: Fault
-    class_names: list[str]
-    class_ids: list[Any]
-    class_index: dict[Any, int]
-    loaded_from: LoadedFrom
-    loaded_at: float
-    created_at: str | None
-    tags: dict[str, str]
-    check: str
-    path: Path
-    log_model: LogModel  # what every prediction log line of this version shares
-    series: ModelSeries | None = None
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "version": self.version, "run_id": self.run_id, "uri": self.uri,
-            "artifact_source": self.artifact_source, "alias": self.alias, "loaded_from": self.loaded_from,
-            "loaded_at": iso_utc(self.loaded_at, timespec="seconds"), "created_at": self.created_at,
-            "inference_backend": self.predictor.backend, "inference_check": self.check,
-            "fault": self.fault.describe(), "features": [{"name": f.name, "type": f.kind, "required": f.required}
-                                                         for f in self.schema.features],
-            "classes": self.class_names,
-        }
 
 
 @dataclass(frozen=True)
@@ -105,160 +44,6 @@ class ReloadResult:
     registry_unavailable: bool = False
 
 
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "model"
-
-
-# ---------------------------------------------------------------------- local copies
-class ModelCache:
-    """Local copies of versions: ``<root>/<model>/v<N>/{model,reference,version.json}``."""
-
-    def __init__(self, root: Path, model_name: str, *, keep: int = 3) -> None:
-        self.root = root / _safe_name(model_name)
-        self.keep = keep
-
-    def version_dir(self, version: str) -> Path:
-        return self.root / f"v{version}"
-
-    def has(self, version: str) -> bool:
-        return (self.version_dir(version) / COMPLETE_MARKER).is_file()
-
-    def fetch(self, source: ModelSource, info: VersionInfo) -> Path:
-        """The local copy of ``info``'s version, downloading it when missing (versions are immutable)."""
-        final = self.version_dir(info.version)
-        if self.has(info.version):
-            return final
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-v{info.version}-", dir=self.root))
-        try:
-            model = source.download_model(info.version, tmp / "download-model")
-            shutil.move(str(model), str(tmp / "model"))
-            try:
-                reference = source.download_reference(info.version, tmp / "download-reference")
-                shutil.move(str(reference), str(tmp / "reference"))
-            except RegistryUnavailable:
-                raise
-            except (RegistryError, OSError) as exc:
-                logger.warning("v%s has no reference data (%s); warming up on its input example", info.version, exc)
-            for leftover in ("download-model", "download-reference"):
-                shutil.rmtree(tmp / leftover, ignore_errors=True)
-            (tmp / COMPLETE_MARKER).write_text(json.dumps(_info_to_json(info), indent=2))
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return final
-
-    def discard(self, version: str) -> None:
-        """Forget a copy that did not load (unless it is the last good one)."""
-        if version != self.last_good():
-            shutil.rmtree(self.version_dir(version), ignore_errors=True)
-
-    def info(self, version: str) -> VersionInfo:
-        return _info_from_json(json.loads((self.version_dir(version) / COMPLETE_MARKER).read_text()))
-
-    def mark_good(self, version: str) -> None:
-        target = self.root / LAST_GOOD
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"version": version, "at": iso_utc(time.time(), timespec="seconds")}))
-        os.replace(tmp, target)
-
-    def last_good(self) -> str | None:
-        try:
-            version = str(json.loads((self.root / LAST_GOOD).read_text())["version"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        return version if self.has(version) else None
-
-    def prune(self, protect: set[str]) -> None:
-        """Keep the newest ``keep`` copies (and the protected ones); remove the rest and stale temp folders."""
-        if not self.root.is_dir():
-            return
-        versions = sorted((p for p in self.root.glob("v*") if p.name[1:].isdigit()),
-                          key=lambda p: int(p.name[1:]), reverse=True)
-        for old in versions[self.keep:]:
-            if old.name[1:] not in protect:
-                shutil.rmtree(old, ignore_errors=True)
-        for tmp in self.root.glob(".tmp-v*"):
-            if time.time() - tmp.stat().st_mtime > 3600:
-                shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _info_to_json(info: VersionInfo) -> dict[str, Any]:
-    return {"name": info.name, "version": info.version, "run_id": info.run_id, "source": info.source,
-            "created_at": info.created_at.isoformat(), "aliases": list(info.aliases), "stage": info.stage,
-            "tags": dict(info.tags)}
-
-
-def _info_from_json(data: dict[str, Any]) -> VersionInfo:
-    return VersionInfo(name=data["name"], version=str(data["version"]), run_id=data.get("run_id"),
-                       source=data.get("source", ""), created_at=datetime.fromisoformat(data["created_at"]),
-                       aliases=tuple(data.get("aliases", ())), stage=data.get("stage", "None"),
-                       tags=dict(data.get("tags", {})))
-
-
-# ---------------------------------------------------------------------- loading one version
-def load_version(folder: Path, info: VersionInfo, settings: ServingSettings, *, loaded_from: LoadedFrom) -> LoadedModel:
-    """Load a cached version folder: schema from the signature, predictor, warm-up, class names."""
-    import mlflow
-
-    model_dir = folder / "model"
-    signature = mlflow.models.Model.load(str(model_dir / "MLmodel")).signature
-    schema = ModelSchema(features_from_signature(signature), model_name=info.name)
-    warmup, reference_classes = _warmup_rows(folder, model_dir, schema)
-    loaded: LoadedPredictor = load_predictor(model_dir, schema, warmup, backend=settings.inference_backend)
-    classes = loaded.classes
-    if classes is None:
-        classes = list(range(len(reference_classes))) if reference_classes else []
-    if reference_classes and len(reference_classes) == len(classes):
-        names = [str(n) for n in reference_classes]
-    else:
-        names = [str(c) for c in classes]
-    class_ids: list[Any] = [c if isinstance(c, int) else i for i, c in enumerate(classes)]
-    return LoadedModel(
-        name=info.name, version=info.version, run_id=info.run_id, artifact_source=info.source,
-        alias=settings.production_label, uri=settings.production_uri, schema=schema,
-        predictor=loaded.predictor, fault=loaded.fault, class_names=names, class_ids=class_ids,
-        class_index={c: i for i, c in enumerate(classes)}, loaded_from=loaded_from, loaded_at=time.time(),
-        created_at=info.created_at.isoformat(), tags=dict(info.tags), check=loaded.check, path=folder,
-        log_model=LogModel(model={"name": info.name, "version": info.version, "source": settings.production_uri},
-                           names=schema.names, kinds=tuple(f.kind for f in schema.features), class_ids=class_ids,
-                           class_names=names),
-    )
-
-
-def _warmup_rows(folder: Path, model_dir: Path, schema: ModelSchema) -> tuple[list[list[Any]], list[str] | None]:
-    """Rows of the reference sample (or the model's input example) in signature order, and class names."""
-    reference = folder / "reference"
-    class_names: list[str] | None = None
-    frame: pd.DataFrame | None = None
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        metadata = json.loads((reference / "metadata.json").read_text())
-        class_names = [str(n) for n in metadata.get("class_names", [])] or None
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        frame = pd.read_csv(reference / "features.csv").head(WARMUP_ROWS)
-    if frame is None or not set(schema.names) <= set(frame.columns):
-        frame = None
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            example = json.loads((model_dir / "input_example.json").read_text())
-            frame = pd.DataFrame(example["data"], columns=example["columns"])
-    if frame is None or not set(schema.names) <= set(frame.columns):
-        return [], class_names
-    frame = frame[list(schema.names)]
-    rows = [[None if isinstance(v, float) and v != v else v for v in row] for row in frame.itertuples(index=False)]
-    clean = []
-    for row in rows:
-        try:
-            clean.append(schema.coerce_record(dict(zip(schema.names, row, strict=True)), "warm-up"))
-        except ValueError:
-            continue
-    return clean, class_names
-
-
-# ---------------------------------------------------------------------- the store
 class ModelStore:
     """Holds the served version; loads, polls and swaps."""
 
