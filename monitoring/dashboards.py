@@ -261,7 +261,7 @@ def serving_dashboard() -> dict[str, Any]:
                    [target(f"sum by (instance) (increase(model_prediction_log_dropped_total{{{M}}}"
                            f"[$__rate_interval]))", "{{instance}}"),
                     target(f"sum by (model_name) (increase(model_prediction_log_lost_total{{{M}}}"
-                           f"[$__rate_interval]))", "lost with a killed serving process")],
+                           f"[$__rate_interval]))", "lost with a killed serving process", ref="B")],
                    "short", bars=True, axis_label="rows dropped")),
         (16, Panel("timeseries", "Registry poll errors",
                    "Failed checks of the production alias in the registry, per serving process. While they fail, "
