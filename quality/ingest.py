@@ -16,10 +16,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
 from drift_exporter.stats import normalize_category
-from drift_exporter.window import list_log_files, parse_timestamp
+from drift_exporter.window import list_log_files
+from driftwatch.prediction_record import EVENT_PREDICTION, parse_record
 from quality.store import Prediction, QualityStore
 
 log = logging.getLogger("quality")
@@ -37,22 +36,18 @@ class IngestResult:
 
 def parse_prediction(line: bytes, model_name: str, oldest: float) -> Prediction | bool | None:
     """A prediction of ``model_name``; False for a valid line to skip; None for a corrupt one."""
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError:
+    record = parse_record(line)  # the one parser of the record (driftwatch/prediction_record.py)
+    if record is None:
         return None
-    if not isinstance(record, dict):
-        return None
-    model = record.get("model")
-    if record.get("event", "prediction") != "prediction" or not isinstance(model, dict):
+    if record.event != EVENT_PREDICTION or not isinstance(record.raw.get("model"), dict):
         return False
-    if model.get("name") not in (None, model_name):
+    if record.model_name not in (None, model_name):
         return False
-    pid = record.get("prediction_id")
-    timestamp = parse_timestamp(record.get("timestamp"))
-    prediction = record.get("prediction")
-    version = normalize_category(model.get("version"))
-    if not isinstance(pid, str) or not pid or timestamp is None or not isinstance(prediction, dict) or not version:
+    pid = record.prediction_id
+    timestamp = record.timestamp
+    prediction = record.raw.get("prediction")
+    version = normalize_category(record.model_version)
+    if not pid or not isinstance(prediction, dict) or not version:
         return None
     if timestamp < oldest:
         return False
