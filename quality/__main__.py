@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
-import uvicorn
-from pydantic import ValidationError
-
-from driftwatch.logs import configure_logging
+from driftwatch.service import load_settings, run_service
 from quality.app import create_app
 from quality.settings import QualitySettings
 
 
 def main() -> None:
-    try:
-        settings = QualitySettings()
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
-        print(f"quality service: invalid settings: {problems}", file=sys.stderr)
-        raise SystemExit(2) from None
-    configure_logging("INFO")
-    app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+    settings = load_settings(QualitySettings, "quality service")
+    run_service(create_app(settings), host=settings.host, port=settings.port)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ feed one quality service through the prediction log they already write.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
 import threading
@@ -27,6 +26,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from driftwatch.auth import bearer_matches
+from driftwatch.clock import iso_utc
 from quality.feedback import FeedbackProblem, parse_body
 from quality.metrics import QualityMetrics
 from quality.monitor import QualityMonitor
@@ -103,8 +104,7 @@ def create_app(settings: QualitySettings, *, registry: CollectorRegistry | None 
     def authorized(request: Request) -> bool:
         if token is None:
             return True
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+        return bearer_matches(request.headers.get("authorization"), token)
 
     @app.post("/feedback", responses={401: {"description": "missing or wrong bearer token"},
                                       413: {"description": "too large"}, 422: {"description": "a bad label"}})
@@ -165,7 +165,7 @@ def create_app(settings: QualitySettings, *, registry: CollectorRegistry | None 
         state = monitor.state
         body = {"model_name": name, "status": state.status, "error": state.error,
                 "finished_at": None if state.finished_at is None
-                else datetime.fromtimestamp(state.finished_at, tz=UTC).isoformat(timespec="milliseconds"),
+                else iso_utc(state.finished_at),
                 "duration_seconds": state.duration_seconds, "ingested_rows": state.ingested_rows,
                 "window_labeled": settings.window_labeled, "confidence": settings.confidence,
                 "versions": [_finite(asdict(v)) for v in state.versions]}

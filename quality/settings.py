@@ -4,25 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, model_validator
 
-from model_registry import RegistrySettings
-
-MIN_TOKEN_CHARS = 16
+from driftwatch.settings import ServiceSettings, check_secret, read_secret
+from driftwatch.settings import env as _env
 
 
-def _env(*names: str) -> AliasChoices:
-    """Accept the environment name(s) and the field name (so tests can pass ``port=...``)."""
-    return AliasChoices(*names)
-
-
-class QualitySettings(BaseSettings):
-    """Everything ``python -m quality`` can be told. Environment prefix: ``DRIFTWATCH_``."""
-
-    model_config = SettingsConfigDict(env_prefix="DRIFTWATCH_", extra="ignore", populate_by_name=True)
-
-    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+class QualitySettings(ServiceSettings):
+    """Everything ``python -m quality`` can be told (the shared part: ``driftwatch.settings``)."""
 
     host: str = Field(default="127.0.0.1", validation_alias=_env("DRIFTWATCH_QUALITY_HOST", "host"))
     port: int = Field(default=9103, ge=0, le=65535, validation_alias=_env("DRIFTWATCH_QUALITY_PORT", "port"))
@@ -71,26 +60,11 @@ class QualitySettings(BaseSettings):
 
     @model_validator(mode="after")
     def _token_is_safe(self) -> QualitySettings:
-        if self.token is not None and self.token_file is not None:
-            raise ValueError("set DRIFTWATCH_QUALITY_TOKEN or DRIFTWATCH_QUALITY_TOKEN_FILE, not both")
-        if self.token_file is not None and not self.token_file.is_file():
-            raise ValueError(f"DRIFTWATCH_QUALITY_TOKEN_FILE {self.token_file} does not exist or is not a file")
-        token = self.resolved_token()
-        if token is not None and len(token) < MIN_TOKEN_CHARS:
-            raise ValueError(f"the quality token must have at least {MIN_TOKEN_CHARS} characters; generate one "
-                             "with `python -c 'import secrets; print(secrets.token_urlsafe(24))'`")
+        check_secret("DRIFTWATCH_QUALITY_TOKEN", self.token, self.token_file, required=False)
         return self
 
     def resolved_token(self) -> str | None:
-        if self.token is not None:
-            return self.token.get_secret_value().strip()
-        if self.token_file is not None:
-            return self.token_file.read_text().strip()
-        return None
-
-    @property
-    def model_name(self) -> str:
-        return self.registry.model_name
+        return read_secret(self.token, self.token_file)
 
     @property
     def resolved_log_dir(self) -> Path:

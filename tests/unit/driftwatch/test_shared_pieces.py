@@ -24,12 +24,13 @@ from driftwatch.service import load_settings
 from driftwatch.settings import DRIFT_PORT_ENV, check_secret, read_secret
 from driftwatch.stack import StackSettings
 from driftwatch.waiting import ProcessExited, WaitTimeout, wait_for, wait_for_http
+from quality.settings import QualitySettings
 from rollback_webhook.settings import WebhookSettings
 from serving.settings import ServingSettings
 from tests.support.procs import free_port
 
 
-@pytest.mark.parametrize("cls", [ServingSettings, DriftExporterSettings, WebhookSettings])
+@pytest.mark.parametrize("cls", [ServingSettings, DriftExporterSettings, WebhookSettings, QualitySettings])
 def test_every_service_reads_the_log_level(cls: type, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DRIFTWATCH_LOG_LEVEL", "WARNING")
     monkeypatch.setenv("DRIFTWATCH_WEBHOOK_TOKEN", "w" * 32)
@@ -152,3 +153,11 @@ def test_the_drift_exporter_counts_its_http_requests_like_the_other_services(tmp
     assert 'http_requests_total{handler="unmatched",method="GET",status="404"} 1.0' in text
     assert 'http_requests_total{handler="/health",method="POST",status="405"} 1.0' in text
     assert 'http_request_duration_seconds_count{handler="/health",method="GET"} 1.0' in text
+
+
+def test_the_quality_token_follows_the_same_secret_rule(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="DRIFTWATCH_QUALITY_TOKEN is still the placeholder"):
+        QualitySettings(token=SecretStr("replace-me-with-a-long-random-token"))
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        QualitySettings(token=SecretStr("short"))
+    assert QualitySettings(token=SecretStr(" q" * 10)).resolved_token() == ("q " * 10).strip()
