@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -21,6 +20,7 @@ from drift_exporter.monitor import DriftMonitor, ProductionSource
 from drift_exporter.report import render_report
 from drift_exporter.settings import DriftExporterSettings
 from driftwatch.http_metrics import HttpMetricsMiddleware
+from driftwatch.periodic import start_periodic
 
 log = logging.getLogger("drift_exporter")
 JOB_ID = "drift-check"
@@ -44,12 +44,7 @@ def create_app(settings: DriftExporterSettings, *, registry: CollectorRegistry |
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         scheduler: BackgroundScheduler | None = None
         if schedule:
-            scheduler = BackgroundScheduler(timezone=UTC)
-            # max_instances=1: never two checks at once; coalesce: a late check runs once, not in a burst.
-            scheduler.add_job(monitor.run_once, "interval", id=JOB_ID, seconds=settings.interval_seconds,
-                              next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
-                              misfire_grace_time=max(1, int(settings.interval_seconds)))
-            scheduler.start()
+            scheduler = start_periodic(monitor.run_once, seconds=settings.interval_seconds, job_id=JOB_ID)
             log.info("drift exporter watching %s: log folder %s, a check every %.0f s, window %d rows "
                      "(at least %d for a verdict)", settings.model_name, settings.resolved_log_dir,
                      settings.interval_seconds, settings.window_rows, settings.effective_min_window_rows)

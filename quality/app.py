@@ -16,7 +16,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -28,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from driftwatch.auth import bearer_matches
 from driftwatch.clock import iso_utc
+from driftwatch.periodic import start_periodic
 from quality.feedback import FeedbackProblem, parse_body
 from quality.metrics import QualityMetrics
 from quality.monitor import QualityMonitor
@@ -68,11 +68,7 @@ def create_app(settings: QualitySettings, *, registry: CollectorRegistry | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         scheduler: BackgroundScheduler | None = None
         if schedule:
-            scheduler = BackgroundScheduler(timezone=UTC)
-            scheduler.add_job(monitor.run_once, "interval", id=JOB_ID, seconds=settings.interval_seconds,
-                              next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
-                              misfire_grace_time=max(1, int(settings.interval_seconds)))
-            scheduler.start()
+            scheduler = start_periodic(monitor.run_once, seconds=settings.interval_seconds, job_id=JOB_ID)
             log.info("quality service for %s: log folder %s, an evaluation every %.0f s, window %d labeled "
                      "predictions, feedback %s", name, settings.resolved_log_dir, settings.interval_seconds,
                      settings.window_labeled, "with a bearer token" if token else "open (no token configured)")
