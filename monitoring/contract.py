@@ -56,6 +56,7 @@ QUALITY_METRICS: dict[str, str] = {
     "model_quality_labeled_ratio": "gauge",
     "model_quality_label_delay_seconds": "gauge",
     "model_quality_reference_accuracy": "gauge",
+    "model_quality_reference_accuracy_lower_bound": "gauge",
     "model_quality_reference_f1_macro": "gauge",
     "model_quality_reference_mae": "gauge",
     "model_quality_reference_rmse": "gauge",

@@ -423,15 +423,18 @@ def overview_dashboard() -> dict[str, Any]:
 def quality_dashboard() -> dict[str, Any]:
     panels: list[tuple[int, Panel]] = [
         (1, Panel("timeseries", "Live accuracy against reference, per version",
-                  "Accuracy over the newest labeled predictions (solid), the upper end of its Wilson interval "
-                  "and the version's holdout accuracy at registration. ModelQualityDegraded rolls back when the "
-                  f"upper end stays more than {QUALITY_MARGIN:.0%} below the reference for 5 minutes, on at least "
+                  "Accuracy over the newest labeled predictions (solid), the upper end of its Wilson interval, "
+                  "the version's holdout accuracy at registration and the lower end of that one's interval. "
+                  "ModelQualityDegraded rolls back when the upper end stays below the reference minus "
+                  f"{QUALITY_MARGIN:.0%} (or below the reference's lower end, if lower) for 5 minutes, on at least "
                   f"{MIN_LABELED} labels.",
                   [target(f"max by (model_version) (model_quality_accuracy{{{MV}}})", "live v{{model_version}}"),
                    target(f"max by (model_version) (model_quality_accuracy_upper_bound{{{MV}}})",
                           "upper bound v{{model_version}}", ref="B"),
                    target(f"max by (model_version) (model_quality_reference_accuracy{{{MV}}})",
-                          "reference v{{model_version}}", ref="C")],
+                          "reference v{{model_version}}", ref="C"),
+                   target(f"max by (model_version) (model_quality_reference_accuracy_lower_bound{{{MV}}})",
+                          "reference lower bound v{{model_version}}", ref="D")],
                   "percentunit", width=12, axis_label="accuracy")),
         (2, Panel("timeseries", "Macro F1 against reference",
                   "Macro-averaged F1 over the newest labeled predictions, and on the holdout at registration.",

@@ -49,6 +49,11 @@ class QualityMetrics:
                              "Median time from prediction to label over the window.")
         self.reference_accuracy = g("model_quality_reference_accuracy",
                                     "Accuracy of the version on its holdout at registration.")
+        self.reference_accuracy_lower_bound = g(
+            "model_quality_reference_accuracy_lower_bound",
+            "Lower end of the Wilson interval of the reference accuracy, from the holdout's size (same confidence); "
+            "a small holdout measures its accuracy loosely, and ModelQualityDegraded never asks more of live "
+            "accuracy than this.")
         self.reference_f1_macro = g("model_quality_reference_f1_macro",
                                     "Macro F1 of the version on its holdout at registration.")
         self.reference_mae = g("model_quality_reference_mae", "MAE of the version on its holdout at registration.")
@@ -96,7 +101,8 @@ class QualityMetrics:
         self._per_version = [
             self.accuracy, self.accuracy_lower_bound, self.accuracy_upper_bound, self.f1_macro, self.recall,
             self.confusion, self.mae, self.mae_lower_bound, self.mae_upper_bound, self.rmse, self.window_labeled,
-            self.labeled_ratio, self.label_delay, self.reference_accuracy, self.reference_f1_macro,
+            self.labeled_ratio, self.label_delay, self.reference_accuracy, self.reference_accuracy_lower_bound,
+            self.reference_f1_macro,
             self.reference_mae, self.reference_rmse, self.estimated_accuracy, self.estimate_rows,
             self.estimate_error]
 

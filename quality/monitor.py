@@ -18,7 +18,7 @@ from quality.ingest import IngestResult, LogIngester
 from quality.metrics import QualityMetrics
 from quality.reference import ReferenceQuality, ReferenceQualityCache, VersionSource
 from quality.settings import QualitySettings
-from quality.stats import classification_quality, regression_quality, z_one_sided
+from quality.stats import classification_quality, regression_quality, wilson_interval, z_one_sided
 from quality.store import LabeledRow, QualityStore, VersionCounts
 
 log = logging.getLogger("quality")
@@ -137,6 +137,9 @@ class QualityMonitor:
             quality.reference = {k: v for k, v in (("accuracy", reference.accuracy), ("f1_macro", reference.f1_macro),
                                                     ("mae", reference.mae), ("rmse", reference.rmse)) if v is not None}
             quality.reference["holdout_rows"] = reference.holdout_rows
+            if reference.accuracy is not None and reference.holdout_rows:
+                n = reference.holdout_rows
+                quality.reference["accuracy_lower_bound"] = wilson_interval(round(reference.accuracy * n), n, self.z)[0]
         rows = self.store.newest_labeled(name, version, self.settings.window_labeled)
         quality.window_labeled = len(rows)
         if rows:
@@ -219,6 +222,7 @@ class QualityMonitor:
         m.set(m.rmse, q.rmse, *labels)
         ref = q.reference
         m.set(m.reference_accuracy, ref.get("accuracy"), *labels)
+        m.set(m.reference_accuracy_lower_bound, ref.get("accuracy_lower_bound"), *labels)
         m.set(m.reference_f1_macro, ref.get("f1_macro"), *labels)
         m.set(m.reference_mae, ref.get("mae"), *labels)
         m.set(m.reference_rmse, ref.get("rmse"), *labels)

@@ -97,6 +97,9 @@ def test_labels_join_logged_predictions_of_several_processes_and_quality_is_expo
     assert value(registry, "model_quality_labeled_ratio", model_version="1") == 1.0
     assert value(registry, "model_quality_label_delay_seconds", model_version="1") == pytest.approx(50.0)
     assert value(registry, "model_quality_reference_accuracy", model_version="1") == pytest.approx(0.75)
+    # 30 of 40 holdout rows right: the lower end of the reference's own 99% Wilson interval
+    assert value(registry, "model_quality_reference_accuracy_lower_bound", model_version="1") == pytest.approx(
+        0.5676, abs=1e-3)
     assert value(registry, "model_quality_recall", model_version="1", **{"class": "setosa"}) is not None
     assert value(registry, "model_quality_confusion", model_version="1", actual_class="setosa",
                  predicted_class="versicolor") is not None
