@@ -38,7 +38,12 @@ class MlflowServer:
                  "--artifacts-destination", str(self.root / "artifacts")],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        wait_for_http(f"{self.url}/health", timeout=120, proc=self.proc, log=self.log)
+        try:
+            # Generous: on a loaded 2-core machine the server's imports alone can take minutes.
+            wait_for_http(f"{self.url}/health", timeout=240, proc=self.proc, log=self.log)
+        except BaseException:
+            self.stop()  # never leave a half-started server behind
+            raise
 
     def stop(self) -> None:
         if self.proc is not None:
