@@ -183,7 +183,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from driftwatch.stack import run_up
 
-    return run_up(with_mlflow_server=args.mlflow_server)
+    return run_up(with_mlflow_server=args.mlflow_server, backend=args.backend)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -195,7 +195,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from driftwatch.demo import run_demo
 
-    return run_demo(keep_running=args.keep_running)
+    return run_demo(keep_running=args.keep_running, backend=args.backend)
 
 
 # ------------------------------------------------------------------ parser
@@ -245,11 +245,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="run the whole stack on this machine as processes (Ctrl-C stops it)")
     p.add_argument("--mlflow-server", action="store_true", help="also run an MLflow tracking server on :5000")
+    p.add_argument("--backend", choices=["sqlite", "postgres"], default=None,
+                   help="registry backend: the embedded SQLite file (default), or `mlflow server` on a local "
+                        "PostgreSQL with S3 artifacts (setting DRIFTWATCH_BACKEND)")
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("down", help="stop a stack started by `driftwatch up`")
     p.set_defaults(func=cmd_down)
     p = sub.add_parser("demo", help="a release goes bad and is undone, end to end, with a timeline")
     p.add_argument("--keep-running", action="store_true", help="leave the stack running afterwards")
+    p.add_argument("--backend", choices=["sqlite", "postgres"], default=None,
+                   help="registry backend for the scenario (default: the embedded SQLite file)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -152,20 +152,14 @@ class LocalPostgres:
 
     def create_database(self, name: str) -> str:
         """Create database ``name`` unless it exists; return its URI."""
-        import psycopg2
+        import psycopg
 
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
             raise ValueError("database names must be lower-case identifiers")
-        conn = psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
-                                dbname="postgres", connect_timeout=10)
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-                if cur.fetchone() is None:
-                    cur.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            conn.close()
+        with psycopg.connect(host=self.host, port=self.port, user=self.user, password=self.password,
+                             dbname="postgres", connect_timeout=10, autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{name}"')
         return self.uri(name)
 
     def _create_database(self) -> None:

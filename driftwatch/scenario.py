@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import httpx
 
 from driftwatch import waiting
-from driftwatch.stack import Stack, StackSettings
+from driftwatch.stack import Backend, Stack, StackSettings
 from driftwatch.traffic import TrafficGenerator
 
 T = TypeVar("T")
@@ -143,13 +143,17 @@ def run_scenario(stack: Stack, *, drift: bool = True, quality: bool = True,
     from model_registry.settings import RegistrySettings
     from model_registry.training import train_and_register
 
-    registry_settings = RegistrySettings(home=stack.home, model_name=stack.settings.model_name,
-                                         tracking_uri=stack.tracking_uri)
-    registry = ModelRegistry(registry_settings)
     timeline = Timeline()
     result = ScenarioResult(timeline=timeline, checks={}, recovery_seconds=None)
     checks = result.checks
     traffic: TrafficGenerator | None = None
+    stack.start_backend()
+    if stack.local_backend is not None:
+        timeline.mark("registry backend up: mlflow server on PostgreSQL, artifacts in "
+                      f"{stack.local_backend.artifacts_destination}")
+    registry_settings = RegistrySettings(home=stack.home, model_name=stack.settings.model_name,
+                                         tracking_uri=stack.tracking_uri)
+    registry = ModelRegistry(registry_settings)
     try:
         good = train_and_register(registry_settings, promote=True, actor="demo")
         result.good_version = good.version
@@ -269,17 +273,17 @@ def _quality_act(stack: Stack, registry: Any, registry_settings: Any, traffic: T
     timeline.mark(f"drift exporter judging v{good} again")
 
 
-def demo_stack() -> Stack:
+def demo_stack(backend: Backend | None = None) -> Stack:
     """A stack in ``$DRIFTWATCH_HOME/demo`` (wiped first) with demo timing."""
     base = StackSettings()
     home = base.home.expanduser().resolve() / "demo"
     if home.exists():
         shutil.rmtree(home)
-    return Stack(base.model_copy(update={"home": home}), timing="demo")
+    return Stack(base.model_copy(update={"home": home}), timing="demo", backend=backend)
 
 
-def run_demo(*, keep_running: bool = False) -> int:
-    stack = demo_stack()
+def run_demo(*, keep_running: bool = False, backend: Backend | None = None) -> int:
+    stack = demo_stack(backend)
     try:
         result = run_scenario(stack)
     finally:

@@ -25,6 +25,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from driftwatch.backend import LocalBackend, start_local_backend
 from driftwatch.processes import ProcessSpec, Supervisor
 from driftwatch.settings import (
     DRIFT_PORT,
@@ -39,6 +40,7 @@ from driftwatch.settings import (
 )
 
 Timing = Literal["production", "demo"]
+Backend = Literal["sqlite", "postgres"]
 
 
 class StackSettings(BaseSettings):
@@ -69,6 +71,9 @@ class StackSettings(BaseSettings):
     model_name: str = "iris-classifier"
     registry_mode: str = "alias"
     tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
+    # sqlite: the embedded registry (a file); postgres: `mlflow server` on a local PostgreSQL cluster
+    # with artifacts in a local S3-compatible server (driftwatch/backend.py)
+    backend: Backend = "sqlite"
 
 
 def binary(*names: str) -> str:
@@ -113,10 +118,15 @@ class Stack:
 
     def __init__(self, settings: StackSettings, *, timing: Timing = "production", with_mlflow_server: bool = False,
                  say: Callable[[str], None] = print, poll_interval: float | None = None,
-                 drift_interval: float | None = None) -> None:
+                 drift_interval: float | None = None, backend: Backend | None = None) -> None:
         self.settings = settings
         self.timing = timing
+        self.backend: Backend = backend or settings.backend
+        # The PostgreSQL backend is always behind a tracking server.
+        with_mlflow_server = with_mlflow_server or self.backend == "postgres"
         self.with_mlflow_server = with_mlflow_server
+        self.local_backend: LocalBackend | None = None
+        self._backend_started = False
         self.say = say
         self.home = settings.home.expanduser().resolve()
         self.dir = self.home / "stack"
@@ -187,6 +197,24 @@ class Stack:
         )
         return out
 
+    def _mlflow_spec(self) -> ProcessSpec:
+        s = self.settings
+        if self.backend == "postgres":
+            if self.local_backend is None:
+                raise RuntimeError("the PostgreSQL backend is not started yet (Stack.start_backend)")
+            return self.local_backend.mlflow_spec(self.logs / "mlflow.log")
+        return ProcessSpec(
+            "mlflow", [sys.executable, "-m", "mlflow", "server", "--host", s.host, "--port", str(s.mlflow_port),
+                       "--workers", "1", "--backend-store-uri", f"sqlite:///{self.home / 'mlflow.db'}",
+                       "--artifacts-destination", str(self.home / "artifacts")],
+            self.logs / "mlflow.log", env={}, health_url=f"{self.urls.mlflow}/health", health_timeout=180)
+
+    def webhook_store_env(self) -> dict[str, str]:
+        """The webhook's decision store: PostgreSQL with the PostgreSQL backend, else its SQLite default."""
+        if self.local_backend is None:
+            return {}
+        return self.local_backend.webhook_store_env(self.dir / "webhook-store-password")
+
     def service_env(self) -> dict[str, str]:
         s = self.settings
         return {
@@ -227,11 +255,7 @@ class Stack:
         env = self.service_env()
         specs: list[ProcessSpec] = []
         if self.urls.mlflow:
-            specs.append(ProcessSpec(
-                "mlflow", [py, "-m", "mlflow", "server", "--host", s.host, "--port", str(s.mlflow_port),
-                           "--workers", "1", "--backend-store-uri", f"sqlite:///{self.home / 'mlflow.db'}",
-                           "--artifacts-destination", str(self.home / "artifacts")],
-                self.logs / "mlflow.log", env={}, health_url=f"{self.urls.mlflow}/health", health_timeout=180))
+            specs.append(self._mlflow_spec())
         if self.urls.slack_sink:
             specs.append(ProcessSpec(
                 "slack-sink", [py, "-m", "driftwatch.slack_sink", "--host", s.host, "--port", str(s.slack_sink_port),
@@ -250,7 +274,7 @@ class Stack:
         specs.append(ProcessSpec(
             "rollback-webhook", [py, "-m", "rollback_webhook"], self.logs / "rollback-webhook.log",
             env={**env, "DRIFTWATCH_WEBHOOK_HOST": s.host, WEBHOOK_PORT_ENV: str(s.webhook_port),
-                 "DRIFTWATCH_SERVING_URLS": self.urls.serving, **self.webhook_env()},
+                 "DRIFTWATCH_SERVING_URLS": self.urls.serving, **self.webhook_env(), **self.webhook_store_env()},
             health_url=f"{self.urls.webhook}/health", health_timeout=120))
         specs.append(ProcessSpec(
             "quality", [py, "-m", "quality"], self.logs / "quality.log",
@@ -276,12 +300,35 @@ class Stack:
         return specs
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> None:
+    def start_backend(self) -> None:
+        """The registry first (training needs it before the services start): with the PostgreSQL
+        backend, PostgreSQL, the S3 server and `mlflow server`; with --mlflow-server, `mlflow server`."""
+        if self._backend_started:
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.backend == "postgres":
+                self.say("starting postgresql and the s3 server ...")
+                self.local_backend = start_local_backend(host=self.settings.host, mlflow_port=self.settings.mlflow_port,
+                                                         logs=self.logs)
+            if self.urls.mlflow:
+                self.say("starting mlflow ...")
+                self.supervisor.start(self._mlflow_spec())
+            if self.local_backend is not None:
+                self.local_backend.warm_up()
+        except BaseException:
+            self.stop()
+            raise
+        self._backend_started = True
+
+    def start(self) -> None:
+        self.start_backend()
         self.render_monitoring()
         try:
             for spec in self.process_specs():
+                if spec.name == "mlflow":
+                    continue  # started by start_backend
                 self.say(f"starting {spec.name} ...")
                 self.supervisor.start(spec)
         except BaseException:
@@ -295,6 +342,10 @@ class Stack:
 
     def stop(self) -> None:
         self.supervisor.stop_all()
+        if self.local_backend is not None:
+            self.local_backend.stop()
+            self.local_backend = None
+        self._backend_started = False
         (self.dir / "state.json").unlink(missing_ok=True)
 
     def describe(self) -> str:
@@ -309,14 +360,18 @@ class Stack:
         ]
         if u.mlflow:
             lines.append(f"mlflow            {u.mlflow}")
+        if self.local_backend is not None:
+            pg, s3 = self.local_backend.postgres, self.local_backend.s3
+            lines.append(f"postgresql        {pg.host}:{pg.port}  (backend store; webhook decisions; data in {pg.dir})")
+            lines.append(f"s3 (moto)         {s3.url}  (artifacts: {self.local_backend.artifacts_destination})")
         slack = "real webhook" if not u.slack_sink else f"local sink, messages in {self.slack_messages_file}"
         lines.append(f"slack             {slack}")
         lines.append(f"logs              {self.logs}")
         return "\n".join(lines)
 
 
-def run_up(*, with_mlflow_server: bool = False) -> int:
-    stack = Stack(StackSettings(), with_mlflow_server=with_mlflow_server)
+def run_up(*, with_mlflow_server: bool = False, backend: Backend | None = None) -> int:
+    stack = Stack(StackSettings(), with_mlflow_server=with_mlflow_server, backend=backend)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

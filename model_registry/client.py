@@ -34,6 +34,7 @@ from model_registry.versions import (
     TAG_PROMOTED_BY,
     TAG_PROMOTION_REASON,
     TAG_QUARANTINE_ALERT,
+    TAG_QUARANTINE_INCIDENT,
     TAG_QUARANTINE_REASON,
     TAG_QUARANTINED,
     TAG_QUARANTINED_AT,
@@ -56,6 +57,8 @@ def configure_mlflow_http(timeout_seconds: float) -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(max(1, timeout_seconds))))
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow prints "View run ... at: <tracking URI>" to stdout, password included when the URI has one.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 class ModelRegistry:
@@ -237,9 +240,9 @@ class ModelRegistry:
         return PromotionResult(version=target.version, previous=current.version if current else None)
 
     def rollback(self, *, to: str | None = None, reason: str, actor: str, alertname: str | None = None,
-                 expected_current: str | None = None) -> RollbackResult:
+                 expected_current: str | None = None, incident: str | None = None) -> RollbackResult:
         """Move production back to the recorded previous version (or ``to``) and quarantine the
-        version it replaces, with who, when, why and which alert."""
+        version it replaces, with who, when, why, which alert and (from the webhook) which incident."""
         current = self.production_version(with_metrics=False)
         if current is None and not self.model_exists():
             raise VersionNotFound(f"model {self.name!r} is not registered; run `driftwatch train --promote`")
@@ -257,6 +260,7 @@ class ModelRegistry:
             TAG_QUARANTINED_BY: actor,
             TAG_QUARANTINE_ALERT: alertname,
             TAG_ROLLED_BACK_TO: target.version,
+            TAG_QUARANTINE_INCIDENT: incident,
         })
         try:
             self._move_production(target.version)

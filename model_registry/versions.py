@@ -16,12 +16,13 @@ TAG_QUARANTINED_AT = "driftwatch.quarantined_at"
 TAG_QUARANTINED_BY = "driftwatch.quarantined_by"
 TAG_QUARANTINE_ALERT = "driftwatch.quarantine_alert"
 TAG_ROLLED_BACK_TO = "driftwatch.rolled_back_to"
+TAG_QUARANTINE_INCIDENT = "driftwatch.quarantine_incident"  # the webhook's incident key (alert, version, startsAt)
 TAG_FAULT = "driftwatch.fault"
 TAG_MODEL_KIND = "driftwatch.model"
 
 QUARANTINE_TAGS = (
     TAG_QUARANTINED, TAG_QUARANTINE_REASON, TAG_QUARANTINED_AT, TAG_QUARANTINED_BY,
-    TAG_QUARANTINE_ALERT, TAG_ROLLED_BACK_TO,
+    TAG_QUARANTINE_ALERT, TAG_ROLLED_BACK_TO, TAG_QUARANTINE_INCIDENT,
 )
 
 

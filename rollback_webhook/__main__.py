@@ -52,7 +52,7 @@ def main() -> None:
     if settings.warm_up:
         threading.Thread(target=warm_up, args=(registry,), name="warm-up", daemon=True).start()
     log.info("rollback webhook for %s on %s:%d; decisions in %s", settings.model_name, settings.host, settings.port,
-             settings.resolved_store_path, extra={"policy": settings.policy().describe(),
+             settings.store_description(), extra={"policy": settings.policy().describe(),
                                                   "serving_urls": settings.serving_url_list,
                                                   "serving_urls_resolve_all": settings.serving_urls_resolve_all})
     run_service(app, host=settings.host, port=settings.port)

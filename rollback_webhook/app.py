@@ -29,7 +29,7 @@ from rollback_webhook.metrics import WebhookMetrics
 from rollback_webhook.payload import AlertmanagerPayload
 from rollback_webhook.service import RegistryUnreachable, RetryLater, RollbackService
 from rollback_webhook.settings import WebhookSettings
-from rollback_webhook.store import DecisionStore
+from rollback_webhook.store import DecisionStorePort, StoreUnavailableError
 
 log = logging.getLogger("rollback_webhook")
 RETRY_AFTER_SECONDS = "10"
@@ -42,18 +42,21 @@ def _problem(status: int, detail: str, **headers: str) -> JSONResponse:
 
 
 def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None = None,
-               model_registry: RegistryPort | None = None, store: DecisionStore | None = None,
+               model_registry: RegistryPort | None = None, store: DecisionStorePort | None = None,
                reloader: Reloader | None = None, service: RollbackService | None = None) -> FastAPI:
     """The webhook app. ``model_registry`` defaults to ``model_registry.ModelRegistry`` on
-    ``settings.registry``, ``store`` to the SQLite file in ``settings.resolved_store_path``."""
+    ``settings.registry``, ``store`` to the one ``settings.store_location`` names (SQLite file or PostgreSQL)."""
     registry = registry if registry is not None else CollectorRegistry()
     metrics = WebhookMetrics(registry, settings.model_name)
     if model_registry is None:
         from model_registry import ModelRegistry
 
         model_registry = ModelRegistry(settings.registry)
-    store = store if store is not None else DecisionStore(settings.resolved_store_path)
-    metrics.restore_last_rollback(store.last_rollback_at(settings.model_name))
+    store = store if store is not None else settings.open_store()
+    try:
+        metrics.restore_last_rollback(store.last_rollback_at(settings.model_name))
+    except StoreUnavailableError as exc:  # PostgreSQL down at start-up: alerts get 503 until it is back
+        log.warning("decision store not reachable at start-up", extra={"error": str(exc)})
     if reloader is None:
         reloader = ServingReloader(settings.serving_url_list, settings.resolved_admin_token(),
                                    timeout_seconds=settings.reload_timeout_seconds,
@@ -125,7 +128,10 @@ def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None 
             return unauthorized()
         if decision is not None and decision not in ALL_DECISION_LABELS:
             return _problem(422, f"unknown decision {decision!r}; one of {', '.join(ALL_DECISION_LABELS)}")
-        records = store.recent(limit=limit, decision=decision, model_version=model_version)
+        try:
+            records = store.recent(limit=limit, decision=decision, model_version=model_version)
+        except StoreUnavailableError as exc:
+            return _problem(503, str(exc), **{"Retry-After": RETRY_AFTER_SECONDS})
         return JSONResponse({"model_name": settings.model_name, "decisions": [r.to_dict() for r in records]})
 
     @app.get("/metrics")
@@ -137,7 +143,7 @@ def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None 
         """Alive and able to read its decision store (the registry is checked per alert, not here)."""
         try:
             store.check()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreUnavailableError) as exc:
             return JSONResponse({"status": "store_unavailable", "detail": redact(str(exc))}, status_code=503)
         return JSONResponse({"status": "ok", "model_name": settings.model_name, "policy": policy.describe()})
 

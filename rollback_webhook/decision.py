@@ -8,7 +8,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from model_registry import VersionInfo
-from model_registry.versions import TAG_QUARANTINE_ALERT, TAG_QUARANTINED_AT, TAG_ROLLED_BACK_TO
+from model_registry.versions import (
+    TAG_QUARANTINE_ALERT,
+    TAG_QUARANTINE_INCIDENT,
+    TAG_QUARANTINED_AT,
+    TAG_ROLLED_BACK_TO,
+)
 from rollback_webhook.payload import Alert, is_registry_version
 from rollback_webhook.policy import RollbackPolicy
 
@@ -66,9 +71,12 @@ class RollbackDecision:
     from_version: str | None = None
     to_version: str | None = None
 
+    already_done: bool = False  # rolled back by an earlier delivery that died before recording it
+
     @property
     def rolls_back(self) -> bool:
-        return self.outcome is Outcome.ROLLED_BACK
+        """The registry must be told to roll back (not when an earlier delivery already did)."""
+        return self.outcome is Outcome.ROLLED_BACK and not self.already_done
 
     @property
     def would_roll_back(self) -> bool:
@@ -92,6 +100,12 @@ def decide_rollback(alert: Alert, state: RegistryState, now: datetime, policy: R
         return RollbackDecision(Outcome.NO_PRODUCTION,
                                 f"{name} on v{version}, but no version of {state.model_name!r} is in production")
     current = production.version
+    if current != version and _rolled_back_by_this_incident(alert, state.alerted, current):
+        return RollbackDecision(
+            Outcome.ROLLED_BACK,
+            f"{name} on v{version}: rolled back to v{current} by an earlier delivery of this incident whose "
+            "process or store stopped before recording it; recorded now",
+            from_version=version, to_version=current, already_done=True)
     if current != version:
         return RollbackDecision(Outcome.NOT_PRODUCTION, _not_production_reason(name, version, current, state.alerted),
                                 from_version=version)
@@ -169,6 +183,14 @@ def decide_from_alert(alert: Alert, model_name: str, policy: RollbackPolicy) -> 
         why = "the policy says notify only" if rule.named else "it is not in the policy, and unknown alerts only notify"
         return RollbackDecision(Outcome.NOTIFY_ONLY, f"{name} on v{alert.model_version}: {why}")
     return None
+
+
+def _rolled_back_by_this_incident(alert: Alert, alerted: VersionInfo | None, production: str) -> bool:
+    """The registry shows this incident's rollback (quarantine tag with its key, production on the
+    target) but the store has no record of it: a webhook acted, then died before its commit."""
+    return (alerted is not None and alerted.quarantined
+            and alerted.tags.get(TAG_QUARANTINE_INCIDENT) == alert.incident_key
+            and alerted.tags.get(TAG_ROLLED_BACK_TO) == production)
 
 
 def _not_production_reason(name: str, version: str, current: str, alerted: VersionInfo | None) -> str:

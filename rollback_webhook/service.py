@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
+
 from driftwatch.clock import utc_now
 from model_registry.errors import RegistryUnavailable, RollbackRefused, VersionNotFound
 from rollback_webhook.actions import ACTOR, RegistryPort, Reloader, load_error, read_versions
@@ -41,7 +43,14 @@ from rollback_webhook.decision import (
 from rollback_webhook.metrics import WebhookMetrics
 from rollback_webhook.payload import Alert, AlertmanagerPayload
 from rollback_webhook.policy import RollbackPolicy
-from rollback_webhook.store import DecisionRecord, DecisionStore, NewDecision, StoreTransaction
+from rollback_webhook.store import (
+    DecisionRecord,
+    DecisionStorePort,
+    NewDecision,
+    StoreBusyError,
+    StoreUnavailableError,
+    TransactionPort,
+)
 
 log = logging.getLogger("rollback_webhook")
 MAX_QUARANTINE_REASON_CHARS = 500
@@ -59,7 +68,7 @@ REFUSAL_OUTCOMES = {
 
 
 # Failures of the decision store itself (not of one alert): the whole delivery fails and is retried.
-STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
+STORE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error, psycopg.Error)
 
 
 class RetryLater(Exception):
@@ -72,6 +81,10 @@ class RegistryUnreachable(RetryLater):
 
 class StoreBusy(RetryLater):
     """Another webhook process held the decision store longer than the busy timeout."""
+
+
+class StoreDown(RetryLater):
+    """The decision store cannot be reached (PostgreSQL down): nothing was recorded."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +107,7 @@ class AlertResult:
 
 
 class RollbackService:
-    def __init__(self, *, model_name: str, policy: RollbackPolicy, registry: RegistryPort, store: DecisionStore,
+    def __init__(self, *, model_name: str, policy: RollbackPolicy, registry: RegistryPort, store: DecisionStorePort,
                  metrics: WebhookMetrics, reloader: Reloader, clock: Callable[[], datetime] = utc_now,
                  reload_in_background: bool = True) -> None:
         self.model_name = model_name
@@ -152,6 +165,14 @@ class RollbackService:
         except RegistryUnreachable:
             self.metrics.count_decision(REGISTRY_UNAVAILABLE)
             raise
+        except StoreUnavailableError as exc:
+            self.metrics.count_decision(ERROR)
+            log.warning("decision store unavailable", extra={"incident_key": alert.incident_key, "error": str(exc)})
+            raise StoreDown(f"{exc}; retry later") from exc
+        except StoreBusyError as exc:
+            self.metrics.count_decision(ERROR)
+            log.warning("decision store busy", extra={"incident_key": alert.incident_key, "error": str(exc)})
+            raise StoreBusy(f"the decision store is busy ({exc}); retry later") from exc
         except sqlite3.OperationalError as exc:
             self.metrics.count_decision(ERROR)
             if "locked" not in str(exc) and "busy" not in str(exc):
@@ -204,7 +225,7 @@ class RollbackService:
             ))
         return AlertResult(record, record.decision, record.reason)
 
-    def _decide(self, alert: Alert, tx: StoreTransaction, now: datetime,
+    def _decide(self, alert: Alert, tx: TransactionPort, now: datetime,
                 timings: dict[str, float]) -> RollbackDecision:
         early = decide_from_alert(alert, self.model_name, self.policy)
         if early is not None:
@@ -238,7 +259,7 @@ class RollbackService:
         try:
             result = self.registry.rollback(
                 to=decision.to_version, reason=reason[:MAX_QUARANTINE_REASON_CHARS], actor=ACTOR,
-                alertname=alert.alertname, expected_current=decision.from_version)
+                alertname=alert.alertname, expected_current=decision.from_version, incident=alert.incident_key)
         except RollbackRefused as exc:
             outcome = REFUSAL_OUTCOMES.get(exc.code, Outcome.NOT_PRODUCTION)
             return RollbackDecision(outcome, f"the registry refused the rollback ({exc.code}): {exc}",
@@ -282,7 +303,7 @@ class RollbackService:
         if reloads:
             try:
                 self.store.set_reloads(record.id, reloads)
-            except sqlite3.Error:
+            except (sqlite3.Error, StoreUnavailableError):
                 log.exception("recording the reload results failed", extra={"incident_key": record.incident_key})
             log.info("serving told to reload", extra={"reloads": reloads, "incident_key": record.incident_key,
                                                       "seconds": round(time.perf_counter() - started, 4)})

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from driftwatch.redact import redact
 from driftwatch.settings import WEBHOOK_PORT, WEBHOOK_PORT_ENV, ServiceSettings, check_secret, read_secret
 from driftwatch.settings import env as _env
 from rollback_webhook.policy import (
@@ -19,6 +20,7 @@ from rollback_webhook.policy import (
     RollbackPolicy,
     load_alert_policies,
 )
+from rollback_webhook.store import DecisionStorePort, is_postgres, open_store
 
 
 def _names(value: str) -> list[str]:
@@ -49,9 +51,13 @@ class WebhookSettings(ServiceSettings):
         default=30.0, gt=0, le=600,
         description="How long one serving instance may take to answer a reload (it loads the model first).",
         validation_alias=_env("DRIFTWATCH_WEBHOOK_RELOAD_TIMEOUT_SECONDS", "reload_timeout_seconds"))
-    store_path: Path | None = Field(
+    store_path: Path | str | None = Field(
         default=None, validation_alias=_env("DRIFTWATCH_WEBHOOK_STORE", "store_path"),
-        description="SQLite file of decisions; default $DRIFTWATCH_HOME/rollback-webhook/decisions.db.")
+        description="Where decisions are kept: a SQLite file (default $DRIFTWATCH_HOME/rollback-webhook/"
+                    "decisions.db), or a postgresql:// URI shared by webhook processes on several hosts.")
+    store_password_file: Path | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_WEBHOOK_STORE_PASSWORD_FILE", "store_password_file"),
+        description="File holding the PostgreSQL password, so the URI need not carry it.")
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, validation_alias=_env("DRIFTWATCH_WEBHOOK_MAX_BODY_BYTES", "max_body_bytes"))
 
@@ -102,6 +108,8 @@ class WebhookSettings(ServiceSettings):
                              "DRIFTWATCH_WEBHOOK_NOTIFY_ALERTS; keep each in one list")
         if self.policy_file is not None:
             load_alert_policies(self.policy_file)  # fail at start-up, naming the problem
+        if self.store_password_file is not None and not self.store_password_file.is_file():
+            raise ValueError(f"DRIFTWATCH_WEBHOOK_STORE_PASSWORD_FILE {self.store_password_file} does not exist")
         return self
 
     def resolved_token(self) -> str:
@@ -117,9 +125,28 @@ class WebhookSettings(ServiceSettings):
         return [url.rstrip("/") for url in _names(self.serving_urls)]
 
     @property
+    def store_is_postgres(self) -> bool:
+        return self.store_path is not None and is_postgres(self.store_path)
+
+    @property
     def resolved_store_path(self) -> Path:
-        path = self.store_path or self.registry.resolved_home / "rollback-webhook" / "decisions.db"
-        return path.expanduser().resolve()
+        """The SQLite file (for a PostgreSQL store, see ``store_location``)."""
+        if self.store_path is None or self.store_is_postgres:
+            return (self.registry.resolved_home / "rollback-webhook" / "decisions.db").expanduser().resolve()
+        return Path(self.store_path).expanduser().resolve()
+
+    @property
+    def store_location(self) -> str | Path:
+        """The PostgreSQL URI or the SQLite file."""
+        return str(self.store_path) if self.store_is_postgres else self.resolved_store_path
+
+    def store_description(self) -> str:
+        """Where decisions are kept, for logs (no password)."""
+        return redact(str(self.store_location))
+
+    def open_store(self) -> DecisionStorePort:
+        password = self.store_password_file.read_text().strip() if self.store_password_file else None
+        return open_store(self.store_location, password=password)
 
     def policy(self) -> RollbackPolicy:
         """The policy: the alert lists and global knobs, with the policy file's entries on top."""

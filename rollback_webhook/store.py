@@ -1,4 +1,5 @@
-"""The decision store: one SQLite row per incident and alert status, kept across restarts.
+"""The decision store: one SQLite row per incident and alert status, kept across restarts (or one
+PostgreSQL row, rollback_webhook/pg_store.py, with the same guarantees across hosts).
 
 ``UNIQUE(incident_key, alert_status)`` makes "one decision per incident" a property of the file, and
 a transaction opened with ``BEGIN IMMEDIATE`` holds SQLite's write lock from the look-up to the
@@ -11,22 +12,26 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from driftwatch.clock import iso_utc
 
-SCHEMA = """
+
+def schema_sql(*, id_column: str, real: str) -> str:
+    """The decisions table and its indexes; ``id_column`` and ``real`` are the database's spelling
+    (SQLite here, PostgreSQL in rollback_webhook/pg_store.py)."""
+    return f"""
 CREATE TABLE IF NOT EXISTS decisions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    {id_column},
     incident_key TEXT NOT NULL,
     alert_status TEXT NOT NULL,
     decision TEXT NOT NULL,
     reason TEXT NOT NULL,
-    decided_at REAL NOT NULL,
+    decided_at {real} NOT NULL,
     alertname TEXT NOT NULL,
     model_name TEXT,
     model_version TEXT,
@@ -37,14 +42,25 @@ CREATE TABLE IF NOT EXISTS decisions (
     receiver TEXT NOT NULL,
     group_key TEXT NOT NULL,
     deliveries INTEGER NOT NULL DEFAULT 1,
-    last_delivery_at REAL NOT NULL,
+    last_delivery_at {real} NOT NULL,
     reloads TEXT,
     UNIQUE (incident_key, alert_status)
 );
 CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (decided_at);
 CREATE INDEX IF NOT EXISTS decisions_rollbacks ON decisions (decision, model_name, decided_at);
 """
+
+
+SCHEMA = schema_sql(id_column="id INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL")
 ROLLED_BACK = "rolled_back"
+
+
+class StoreBusyError(Exception):
+    """Another webhook process held the store longer than the busy timeout; retrying later is useful."""
+
+
+class StoreUnavailableError(Exception):
+    """The store cannot be reached (a PostgreSQL store whose server is down); retrying later is useful."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +145,49 @@ class StoreTransaction:
         cursor = self._conn.execute(f"INSERT INTO decisions ({columns}) VALUES ({marks})", values)
         row = self._conn.execute("SELECT * FROM decisions WHERE id = ?", (cursor.lastrowid,)).fetchone()
         return DecisionRecord.from_row(row)
+
+
+class TransactionPort(Protocol):
+    """What a decision needs inside the store's write transaction (SQLite or PostgreSQL)."""
+
+    def find(self, incident_key: str, alert_status: str) -> DecisionRecord | None: ...
+
+    def count_delivery(self, record_id: int, at: datetime) -> None: ...
+
+    def rollback_times(self, model_name: str, since: datetime) -> tuple[datetime, ...]: ...
+
+    def insert(self, new: NewDecision) -> DecisionRecord: ...
+
+
+class DecisionStorePort(Protocol):
+    """A decision store: ``DecisionStore`` (SQLite file) or ``PostgresDecisionStore`` (rollback_webhook/pg_store.py)."""
+
+    def transaction(self) -> AbstractContextManager[TransactionPort]: ...
+
+    def recent(self, *, limit: int = 100, decision: str | None = None,
+               model_version: str | None = None) -> list[DecisionRecord]: ...
+
+    def set_reloads(self, record_id: int, reloads: list[dict[str, Any]]) -> None: ...
+
+    def last_rollback_at(self, model_name: str) -> datetime | None: ...
+
+    def check(self) -> None: ...
+
+
+def is_postgres(location: str | Path) -> bool:
+    return isinstance(location, str) and location.startswith(("postgresql://", "postgres://", "postgresql+"))
+
+
+def open_store(location: str | Path, *, password: str | None = None) -> DecisionStorePort:
+    """The store at ``location``: a ``postgresql://`` URI, or a SQLite file path."""
+    if is_postgres(location):
+        from rollback_webhook.pg_store import PostgresDecisionStore
+
+        dsn = str(location)
+        if dsn.startswith("postgresql+"):  # SQLAlchemy-style driver suffix: libpq wants plain postgresql://
+            dsn = "postgresql://" + dsn.split("://", 1)[1]
+        return PostgresDecisionStore(dsn, password=password)
+    return DecisionStore(Path(location))
 
 
 class DecisionStore:

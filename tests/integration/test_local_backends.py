@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import psycopg2
+import psycopg
 import pytest
 
 from driftwatch.objectstore import S3Credentials, start_s3_server
@@ -34,18 +34,18 @@ def test_s3_credentials_never_show_the_secret_in_repr() -> None:
 def test_postgres_cluster_needs_the_password_and_keeps_data_across_a_restart() -> None:
     assert (pg_bin_dir() / "postgres").exists()
     with start_postgres() as pg:
-        conn = psycopg2.connect(pg.uri())
+        conn = psycopg.connect(pg.uri())
         with conn, conn.cursor() as cur:
             cur.execute("CREATE TABLE t (x int)")
             cur.execute("INSERT INTO t VALUES (42)")
         conn.close()
-        with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
-            psycopg2.connect(host=pg.host, port=pg.port, user=pg.user, password="wrong", dbname=pg.database)
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(host=pg.host, port=pg.port, user=pg.user, password="wrong", dbname=pg.database)
         pg.stop()
-        with pytest.raises(psycopg2.OperationalError):
-            psycopg2.connect(pg.uri(), connect_timeout=2)
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(pg.uri(), connect_timeout=2)
         pg.start()
-        conn = psycopg2.connect(pg.uri())
+        conn = psycopg.connect(pg.uri())
         with conn, conn.cursor() as cur:
             cur.execute("SELECT x FROM t")
             assert cur.fetchone() == (42,)

@@ -22,7 +22,7 @@ import pytest
 
 from model_registry import ModelRegistry, RegistrySettings
 from model_registry.training import train_and_register
-from monitoring.render import render_stack_config
+from monitoring.render import JOBS, render_stack_config
 from tests.conftest import MlflowServer
 from tests.support.procs import free_port, require_binary, stop_process, wait_for, wait_for_http
 
@@ -97,10 +97,9 @@ class Release:
         return None if production is None else production.version
 
 
-@pytest.fixture(scope="module")
-def release(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Release:
-    settings = RegistrySettings(home=tmp_path_factory.mktemp("webhook-trainer"), model_name=MODEL,
-                                tracking_uri=mlflow_server.url)
+def make_release(tracking_uri: str, home: Path) -> Release:
+    """v1 trained and promoted, v2 registered from the same artifacts."""
+    settings = RegistrySettings(home=home, model_name=MODEL, tracking_uri=tracking_uri)
     registry = ModelRegistry(settings)
     good = train_and_register(settings, promote=True, actor="test")
     assert good.version is not None
@@ -111,6 +110,11 @@ def release(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactor
     bad = registry.client.create_model_version(MODEL, source=info.source, run_id=info.run_id, model_id=model_id,
                                                tags={"driftwatch.fault": "errors=0.5"})
     return Release(registry=registry, good=good.version, bad=str(bad.version))
+
+
+@pytest.fixture(scope="module")
+def release(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> Release:
+    return make_release(mlflow_server.url, tmp_path_factory.mktemp("webhook-trainer"))
 
 
 # ---------------------------------------------------------------- webhook processes
@@ -291,8 +295,7 @@ def alertmanagers(webhooks: tuple[WebhookProcess, WebhookProcess], serving_stub:
     ports = [free_port(), free_port()]
     rendered = render_stack_config(
         root / "config",
-        targets={job: [f"127.0.0.1:{free_port()}"] for job in
-                 ("serving", "drift_exporter", "rollback_webhook", "prometheus", "alertmanager")},
+        targets={job: [f"127.0.0.1:{free_port()}"] for job in JOBS},
         webhook_url=f"{webhooks[0].url}/alerts", webhook_token_file=token_file, slack_url_file=None,
         slack_fallback_url=f"{serving_stub.url}/services/local-sink", grafana_url="http://127.0.0.1:3000",
         alertmanager_url=f"http://127.0.0.1:{ports[0]}", timing="demo")

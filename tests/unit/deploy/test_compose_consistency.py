@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from pydantic import AliasChoices
@@ -107,7 +106,10 @@ def test_healthchecks_probe_the_port_each_service_listens_on(compose: Compose) -
     for name, service in compose.services.items():
         if "healthcheck" not in service:
             continue
-        url = next(arg for arg in service["healthcheck"]["test"] if arg.startswith("http"))
+        url = next((arg for arg in service["healthcheck"]["test"] if arg.startswith("http")), None)
+        if url is None:  # PostgreSQL: pg_isready on its own port
+            assert service["healthcheck"]["test"][1] == "pg_isready" and "127.0.0.1" in service["healthcheck"]["test"]
+            continue
         listening = {p.container_port for p in compose.published_ports(name)}
         listening |= {int(p) for p in service.get("expose") or []}
         assert port_of(url) in listening, (name, url)
@@ -177,14 +179,32 @@ def test_every_registry_client_uses_the_compose_mlflow(compose: Compose) -> None
     assert {"mlflow", f"mlflow:{CONTRACT_PORTS['mlflow']}"} <= set(hosts)
 
 
-def test_mlflow_keeps_its_backend_store_and_artifacts_in_volumes(compose: Compose) -> None:
+def test_mlflow_keeps_its_backend_store_in_postgres_and_artifacts_in_minio_with_credentials_from_files(
+        compose: Compose) -> None:
     command = compose.command("mlflow")
     backend = next(a for a in command if a.startswith("--backend-store-uri=")).split("=", 1)[1]
     artifacts = next(a for a in command if a.startswith("--artifacts-destination=")).split("=", 1)[1]
-    assert backend.startswith("sqlite:////")
-    targets = {m.target for m in compose.volumes("mlflow") if not m.is_host_path}
-    assert str(Path(backend.removeprefix("sqlite:///")).parent) in targets
-    assert artifacts in targets
+    postgres = compose.environment("postgres")
+    assert backend == f"postgresql://{postgres['POSTGRES_USER']}@postgres:5432/{postgres['POSTGRES_DB']}"
+    assert artifacts.startswith("s3://mlflow-artifacts/") and "mc mb --ignore-existing local/mlflow-artifacts" in " ".join(
+        compose.command("minio-bucket"))
+    assert command[:3] == ["python", "-m", "driftwatch.secret_env"]  # reads the *_FILE secrets, then runs mlflow
+    env = compose.environment("mlflow")
+    assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+    from driftwatch.secret_env import NAMES
+
+    for name in ("PGPASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert name in NAMES and name not in env and env[f"{name}_FILE"].startswith("/run/secrets/")
+    # The same secret files on both sides of each connection.
+    assert postgres["POSTGRES_PASSWORD_FILE"] == env["PGPASSWORD_FILE"]
+    minio = compose.environment("minio")
+    assert (minio["MINIO_ROOT_USER_FILE"], minio["MINIO_ROOT_PASSWORD_FILE"]) == (
+        env["AWS_ACCESS_KEY_ID_FILE"], env["AWS_SECRET_ACCESS_KEY_FILE"])
+    webhook = compose.environment("rollback-webhook")
+    assert webhook["DRIFTWATCH_WEBHOOK_STORE"] == "postgresql://driftwatch@postgres:5432/webhook"
+    assert webhook["DRIFTWATCH_WEBHOOK_STORE_PASSWORD_FILE"] == env["PGPASSWORD_FILE"]
+    assert "CREATE DATABASE webhook OWNER driftwatch" in (
+        REPO / "deploy" / "postgres" / "initdb" / "10-webhook-database.sql").read_text()
 
 
 def test_prediction_log_volume_is_shared_by_serving_and_drift_exporter_where_the_setting_points(

@@ -18,7 +18,7 @@ from tests.unit.deploy.deploy_files import (
     variables_used,
 )
 
-ONE_SHOT = {"trainer"}
+ONE_SHOT = {"trainer", "minio-bucket"}
 
 
 def schema_errors(document: dict[str, Any]) -> list[str]:

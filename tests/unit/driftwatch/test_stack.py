@@ -56,3 +56,13 @@ def test_the_mlflow_server_is_optional_and_first(tmp_path: Path) -> None:
 def test_demo_timing_polls_faster_than_production(tmp_path: Path, timing: str) -> None:
     stack = Stack(StackSettings(home=tmp_path), timing=timing, say=lambda _: None)  # type: ignore[arg-type]
     assert stack.poll_interval == (1.0 if timing == "demo" else 5.0)
+
+
+def test_the_postgres_backend_runs_behind_a_tracking_server_started_before_the_services(tmp_path: Path) -> None:
+    stack = Stack(StackSettings(home=tmp_path), backend="postgres", say=lambda _: None)
+    assert stack.with_mlflow_server and stack.tracking_uri == "http://127.0.0.1:5000"
+    assert stack.local_backend is None
+    with pytest.raises(RuntimeError, match="not started"):
+        stack.process_specs()
+    sqlite = Stack(StackSettings(home=tmp_path), say=lambda _: None)
+    assert sqlite.backend == "sqlite" and sqlite.webhook_store_env() == {}

@@ -16,6 +16,7 @@ from model_registry.rollback import choose_rollback_target
 from model_registry.versions import (
     TAG_PREVIOUS_VERSION,
     TAG_QUARANTINE_ALERT,
+    TAG_QUARANTINE_INCIDENT,
     TAG_QUARANTINE_REASON,
     TAG_QUARANTINED,
     TAG_QUARANTINED_AT,
@@ -99,7 +100,7 @@ class FakeRegistry:
             raise RegistryError(self.unloadable[version])
 
     def rollback(self, *, to: str | None = None, reason: str, actor: str, alertname: str | None = None,
-                 expected_current: str | None = None) -> RollbackResult:
+                 expected_current: str | None = None, incident: str | None = None) -> RollbackResult:
         self._check()
         # Read, wait, write: like MLflow, not atomic; the webhook must serialise callers itself.
         current = None if self.production is None else self.versions[self.production]
@@ -115,6 +116,8 @@ class FakeRegistry:
                          TAG_QUARANTINED_AT: "2026-01-01T12:05:00+00:00", TAG_ROLLED_BACK_TO: target.version})
             if alertname:
                 tags[TAG_QUARANTINE_ALERT] = alertname
+            if incident:
+                tags[TAG_QUARANTINE_INCIDENT] = incident
             self.versions[current.version] = VersionInfo(
                 name=current.name, version=current.version, run_id=current.run_id, source=current.source,
                 created_at=current.created_at, tags=tags)

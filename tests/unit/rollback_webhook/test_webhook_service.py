@@ -79,3 +79,31 @@ def test_two_alerts_about_one_bad_release_at_once_give_one_rollback(tmp_path: Pa
     declined = next(r for r in results if r.decision == "declined_not_production")
     assert "already rolled back to v1" in declined.reason
     assert len(registry.rollback_calls) == 1
+
+
+def test_a_rollback_whose_process_died_before_recording_is_recorded_once_by_the_retry(tmp_path: Path) -> None:
+    """A webhook moved production back, then died before its commit (killed, or its store went
+    away): the registry shows the incident's quarantine tag, the store has no row. The retry
+    records the rollback (one audit record) and does not act again."""
+    registry = bad_release()
+    payload = AlertmanagerPayload.model_validate(load_fixture("firing"))
+    (alert,) = payload.alerts
+    registry.rollback(reason="first delivery", actor="rollback-webhook", alertname=alert.alertname,
+                      expected_current="2", incident=alert.incident_key)
+    svc, _ = service(tmp_path / "d.db", registry)
+    (result,) = svc.handle(payload)
+    assert result.decision == "rolled_back" and "recorded now" in result.reason
+    assert (result.record.from_version, result.record.to_version) == ("2", "1")
+    assert len(registry.rollback_calls) == 1  # only the first delivery's
+    (again,) = svc.handle(payload)
+    assert again.decision == "duplicate"
+    assert [r.decision for r in svc.store.recent()] == ["rolled_back"]
+
+
+def test_another_incidents_rollback_is_not_taken_for_this_one(tmp_path: Path) -> None:
+    registry = bad_release()
+    payload = AlertmanagerPayload.model_validate(load_fixture("firing"))
+    registry.rollback(reason="manual", actor="someone", expected_current="2", incident="HighLatency|other|2|x")
+    svc, _ = service(tmp_path / "d.db", registry)
+    (result,) = svc.handle(payload)
+    assert result.decision == "declined_not_production"
