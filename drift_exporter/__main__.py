@@ -9,7 +9,7 @@ from driftwatch.service import load_settings, run_service
 
 def main() -> None:
     settings = load_settings(DriftExporterSettings, "drift exporter")
-    run_service(create_app(settings), host=settings.host, port=settings.port)
+    run_service(create_app(settings), host=settings.host, port=settings.port, limits=settings.server_limits())
 
 
 if __name__ == "__main__":

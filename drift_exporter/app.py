@@ -21,9 +21,11 @@ from drift_exporter.report import render_report
 from drift_exporter.settings import DriftExporterSettings
 from driftwatch.http_metrics import HttpMetricsMiddleware
 from driftwatch.periodic import start_periodic
+from driftwatch.server_limits import LimitsMiddleware
 
 log = logging.getLogger("drift_exporter")
 JOB_ID = "drift-check"
+EXPORTER_MAX_BODY_BYTES = 64 * 1024
 
 
 def create_app(settings: DriftExporterSettings, *, registry: CollectorRegistry | None = None,
@@ -56,6 +58,10 @@ def create_app(settings: DriftExporterSettings, *, registry: CollectorRegistry |
                 scheduler.shutdown(wait=True)
 
     app = FastAPI(title="Driftwatch drift exporter", lifespan=lifespan)
+    # Server limits (driftwatch.server_limits) inside the metrics; the exporter takes no bodies.
+    app.add_middleware(LimitsMiddleware, max_body_bytes=EXPORTER_MAX_BODY_BYTES,
+                       max_concurrent_requests=settings.server_limits().max_concurrent_requests)
+    app.state.connection_closes = metrics.connection_closes
     app.add_middleware(HttpMetricsMiddleware, observe=metrics.http.observe)
     app.state.monitor = monitor
     app.state.metrics = metrics

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from drift_exporter.check import DriftResult
 from driftwatch.http_metrics import HttpMetrics
+from driftwatch.server_limits import ConnectionCloses
 
 RUN_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 Labels = tuple[str, ...]
@@ -22,6 +23,8 @@ Labels = tuple[str, ...]
 
 class DriftMetrics:
     def __init__(self, registry: CollectorRegistry, model_name: str) -> None:
+        # Connections closed by the server limits (driftwatch.server_limits), for uvicorn_options.
+        self.connection_closes = ConnectionCloses(registry)
         self.model_name = model_name
         self.http = HttpMetrics(registry)
         feature = ["model_name", "model_version", "feature"]

@@ -11,6 +11,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from driftwatch.logs import configure_logging
+from driftwatch.server_limits import ServerLimits, uvicorn_options
 from driftwatch.settings import ServiceSettings
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -29,8 +30,9 @@ def load_settings(cls: type[S], program: str) -> S:
     return settings
 
 
-def run_service(app: Any, *, host: str, port: int, access_log: bool = False) -> None:
+def run_service(app: Any, *, host: str, port: int, limits: ServerLimits, access_log: bool = False) -> None:
     """Serve ``app`` in this process until SIGINT/SIGTERM (one process: the Prometheus counters
-    live in it). ``log_config=None`` keeps the JSON logging set up by ``load_settings``."""
+    live in it), with the server limits (driftwatch.server_limits). ``log_config=None`` keeps the
+    JSON logging set up by ``load_settings``."""
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=access_log,
-                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS, lifespan="on")
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS, lifespan="on", **uvicorn_options(app, limits))

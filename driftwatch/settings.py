@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from driftwatch.server_limits import HttpLimitSettings
 from model_registry import RegistrySettings
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -35,7 +36,7 @@ def env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(HttpLimitSettings):
     """What every service shares. Environment prefix: ``DRIFTWATCH_``."""
 
     model_config = SettingsConfigDict(env_prefix="DRIFTWATCH_", extra="ignore", populate_by_name=True)

@@ -9,7 +9,7 @@ from quality.settings import QualitySettings
 
 def main() -> None:
     settings = load_settings(QualitySettings, "quality service")
-    run_service(create_app(settings), host=settings.host, port=settings.port)
+    run_service(create_app(settings), host=settings.host, port=settings.port, limits=settings.server_limits())
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from driftwatch.auth import bearer_matches
 from driftwatch.clock import iso_utc
 from driftwatch.periodic import start_periodic
+from driftwatch.server_limits import LimitsMiddleware
 from quality.feedback import FeedbackProblem, parse_body
 from quality.metrics import QualityMetrics
 from quality.monitor import QualityMonitor
@@ -81,6 +82,10 @@ def create_app(settings: QualitySettings, *, registry: CollectorRegistry | None 
             store.close()
 
     app = FastAPI(title="Driftwatch quality service", lifespan=lifespan)
+    # Server limits (driftwatch.server_limits): body (chunked included) and concurrency.
+    app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes,
+                       max_concurrent_requests=settings.server_limits().max_concurrent_requests)
+    app.state.connection_closes = metrics.connection_closes
     app.state.monitor = monitor
     app.state.metrics = metrics
     app.state.store = store

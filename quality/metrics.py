@@ -10,12 +10,16 @@ import math
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from driftwatch.server_limits import ConnectionCloses
+
 VERSION = ["model_name", "model_version"]
 RUN_DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class QualityMetrics:
     def __init__(self, registry: CollectorRegistry, model_name: str) -> None:
+        # Connections closed by the server limits (driftwatch.server_limits), for uvicorn_options.
+        self.connection_closes = ConnectionCloses(registry)
         self.model_name = model_name
         def g(name: str, doc: str, labels: list[str] = VERSION) -> Gauge:
             return Gauge(name, doc, labels, registry=registry)

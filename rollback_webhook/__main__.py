@@ -55,7 +55,7 @@ def main() -> None:
              settings.store_description(), extra={"policy": settings.policy().describe(),
                                                   "serving_urls": settings.serving_url_list,
                                                   "serving_urls_resolve_all": settings.serving_urls_resolve_all})
-    run_service(app, host=settings.host, port=settings.port)
+    run_service(app, host=settings.host, port=settings.port, limits=settings.server_limits())
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from driftwatch.auth import bearer_matches
 from driftwatch.http_metrics import HttpMetricsMiddleware
 from driftwatch.redact import redact
+from driftwatch.server_limits import LimitsMiddleware
 from rollback_webhook.actions import RegistryPort, Reloader, ServingReloader
 from rollback_webhook.decision import ALL_DECISION_LABELS
 from rollback_webhook.metrics import WebhookMetrics
@@ -80,6 +81,10 @@ def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None 
         await run_in_threadpool(service.join_reloads, SHUTDOWN_RELOAD_WAIT_SECONDS)
 
     app = FastAPI(title="Driftwatch rollback webhook", lifespan=lifespan)
+    # Server limits (driftwatch.server_limits) inside the metrics, so that their 413/408/503 are counted.
+    app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes,
+                       max_concurrent_requests=settings.server_limits().max_concurrent_requests)
+    app.state.connection_closes = metrics.connection_closes
     app.add_middleware(HttpMetricsMiddleware, observe=metrics.http.observe)
     app.state.service = service
     app.state.metrics = metrics
@@ -90,12 +95,7 @@ def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None 
         """Alertmanager's webhook (payload version 4). One decision per alert, each recorded once."""
         if not authorized(request):
             return unauthorized()
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
-            return _problem(413, f"the body is larger than {settings.max_body_bytes} bytes")
-        body = await request.body()
-        if len(body) > settings.max_body_bytes:
-            return _problem(413, f"the body is larger than {settings.max_body_bytes} bytes")
+        body = await request.body()  # at most DRIFTWATCH_WEBHOOK_MAX_BODY_BYTES: LimitsMiddleware read it
         try:
             raw = orjson.loads(body)
         except orjson.JSONDecodeError as exc:

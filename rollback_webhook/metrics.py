@@ -7,11 +7,14 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from driftwatch.http_metrics import HttpMetrics
+from driftwatch.server_limits import ConnectionCloses
 from rollback_webhook.decision import ALL_DECISION_LABELS
 
 
 class WebhookMetrics:
     def __init__(self, registry: CollectorRegistry, model_name: str) -> None:
+        # Connections closed by the server limits (driftwatch.server_limits), for uvicorn_options.
+        self.connection_closes = ConnectionCloses(registry)
         self.registry = registry
         self.model_name = model_name
         self.rollbacks = Counter(

@@ -17,7 +17,8 @@ def main() -> None:
         extra={"event": "start"})
     # One process: Prometheus counters live in it (several workers would each count apart; see
     # docs/serving.md).
-    run_service(app, host=settings.host, port=settings.port, access_log=settings.access_log)
+    run_service(app, host=settings.host, port=settings.port, limits=settings.server_limits(),
+                access_log=settings.access_log)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from driftwatch.auth import bearer_matches
 from driftwatch.clock import iso_utc
 from driftwatch.redact import redact, redact_uri
+from driftwatch.server_limits import LimitsMiddleware, RequestGate
 from model_registry import ModelRegistry
 from serving.asgi import ServingASGI
 from serving.metrics import ServingMetrics
@@ -198,7 +199,12 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    app.add_middleware(ServingASGI, scorer=scorer, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    # Server limits (driftwatch.server_limits): one gate for the scoring routes and every other route.
+    gate = RequestGate(settings.server_limits().max_concurrent_requests)
+    if metrics is not None:
+        app.state.connection_closes = metrics.connection_closes
+    app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes, gate=gate)
+    app.add_middleware(ServingASGI, gate=gate, scorer=scorer, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app
 
 

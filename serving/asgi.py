@@ -16,7 +16,9 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from driftwatch import jsonsafe
 from driftwatch.http_metrics import HttpMetricsMiddleware
+from driftwatch.server_limits import BodyTooLarge, ClientGone, RequestGate, read_body
 from serving.metrics import ServingMetrics
 from serving.request_formats import InputProblem
 from serving.scoring import Answer, Endpoint, Scorer
@@ -32,8 +34,10 @@ SCORING_PATHS: dict[str, Endpoint] = {"/predict": "predict", "/invocations": "in
 
 
 class ServingASGI:
-    def __init__(self, app: ASGIApp, *, scorer: Scorer, max_body_bytes: int, metrics: ServingMetrics | None) -> None:
+    def __init__(self, app: ASGIApp, *, scorer: Scorer, max_body_bytes: int, metrics: ServingMetrics | None,
+                 gate: RequestGate) -> None:
         self.app: ASGIApp = app if metrics is None else HttpMetricsMiddleware(app, metrics.observe_http)
+        self.gate = gate
         self.scorer = scorer
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
@@ -60,38 +64,28 @@ class ServingASGI:
 
     async def _score(self, endpoint: Endpoint, scope: Scope, receive: Receive) -> Answer:
         content_type: str | None = None
-        declared = -1
+        declared: int | None = None
         for key, value in scope["headers"]:
             if key == b"content-type":
                 content_type = value.decode("latin-1")
             elif key == b"content-length" and value.isdigit():
                 declared = int(value)
-        body = await self._read_body(receive, declared)
-        if body is None:
+        try:
+            body = await read_body(receive, self.max_body_bytes, declared)
+        except BodyTooLarge:
             return self.scorer.reject(endpoint, InputProblem(
                 "", f"the body is over {self.max_body_bytes} bytes (DRIFTWATCH_MAX_BODY_BYTES); split the batch",
                 status=413))
+        except ClientGone:  # neither the client's input nor the model: counted in http_requests_total only
+            return Answer(408, b'{"detail":"the request body did not arrive"}')
+        gate = self.gate
+        if gate.in_flight >= gate.limit:  # overload is not a release fault: not a prediction error
+            return Answer(503, jsonsafe.dumps({"detail": gate.busy_detail()}))
+        gate.in_flight += 1
         try:
             return await self.scorer.score(endpoint, body, content_type)
         except Exception:  # boundary: a fault on the prediction path is a counted 500, never a dropped request
             logger.exception("the prediction path failed", extra={"event": "inference_error"})
             return self.scorer.internal_error(endpoint)
-
-    async def _read_body(self, receive: Receive, declared: int) -> bytes | None:
-        """The whole body, or None when it is over the limit (then the rest is not read)."""
-        if declared > self.max_body_bytes:
-            return None
-        message = await receive()
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            return body if len(body) <= self.max_body_bytes else None
-        parts = [body]
-        size = len(body)
-        while message.get("more_body", False):
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return None
-            parts.append(chunk)
-        return b"".join(parts)
+        finally:
+            gate.in_flight -= 1

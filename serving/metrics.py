@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.registry import Collector
 
 from driftwatch.http_metrics import DURATION_HELP, HTTP_BUCKETS, REQUESTS_HELP
+from driftwatch.server_limits import ConnectionCloses
 
 # Around the 150 ms latency SLA, with resolution below it where a healthy model lives.
 PREDICTION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -136,6 +137,8 @@ class ServingMetrics:
     """All metrics of the prediction service, on one ``CollectorRegistry``."""
 
     def __init__(self, registry: CollectorRegistry, model_name: str) -> None:
+        # Connections closed by the server limits (driftwatch.server_limits), for uvicorn_options.
+        self.connection_closes = ConnectionCloses(registry)
         self.registry = registry
         self.model_name = model_name
         # Changed on the event loop only (requests, swaps); see the module docstring.
