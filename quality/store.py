@@ -17,6 +17,7 @@ a retry (docs/quality.md).
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -112,8 +113,8 @@ class QualityStore:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
             parsed = sa.engine.make_url(url)
-            if parsed.drivername == "postgresql":  # SQLAlchemy 2.1 would pick psycopg 3; the project installs psycopg2
-                parsed = parsed.set(drivername="postgresql+psycopg2")
+            if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None:
+                parsed = parsed.set(drivername="postgresql+psycopg2")  # SQLAlchemy 2.1's default is psycopg 3
             self.engine = sa.create_engine(parsed, pool_pre_ping=True)
         self.dialect = self.engine.dialect.name
         # Bulk writes go straight to the driver's executemany (SQLAlchemy's per-row parameter handling

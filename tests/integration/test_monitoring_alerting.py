@@ -156,9 +156,36 @@ def serving_metrics(traffic: Traffic) -> str:
               f'model_reloads_total{{model_name="{MODEL}",result="failure"}} 0',
               "# TYPE model_prediction_log_dropped_total counter",
               f'model_prediction_log_dropped_total{{model_name="{MODEL}"}} 0',
+              "# TYPE model_prediction_log_lost_total counter",
+              f'model_prediction_log_lost_total{{model_name="{MODEL}"}} 0',
               "# TYPE model_registry_poll_errors_total counter",
               f'model_registry_poll_errors_total{{model_name="{MODEL}"}} 0']
     return "\n".join(lines) + "\n"
+
+
+def quality_metrics() -> str:
+    """The quality service's real metric families (quality/metrics.py), with a labeled window for the
+    good version (a classifier) and one for a regressor version, so every quality panel has data."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from quality.metrics import QualityMetrics
+
+    registry = CollectorRegistry()
+    m = QualityMetrics(registry, MODEL)
+    good, regressor = (MODEL, GOOD), (MODEL, "9")
+    for gauge, value in ((m.accuracy, 0.96), (m.accuracy_lower_bound, 0.93), (m.accuracy_upper_bound, 0.98),
+                         (m.f1_macro, 0.95), (m.window_labeled, 500), (m.labeled_ratio, 0.4),
+                         (m.label_delay, 3.0), (m.reference_accuracy, 0.967), (m.reference_accuracy_lower_bound, 0.8),
+                         (m.reference_f1_macro, 0.96), (m.estimated_accuracy, 0.95), (m.estimate_rows, 500),
+                         (m.estimate_error, -0.01)):
+        m.set(gauge, value, *good)
+    m.set(m.recall, 0.9, *good, "setosa")
+    m.set(m.confusion, 120, *good, "setosa", "setosa")
+    for gauge, value in ((m.mae, 1.2), (m.mae_lower_bound, 1.0), (m.mae_upper_bound, 1.4), (m.rmse, 1.6),
+                         (m.reference_mae, 1.1), (m.window_labeled, 400)):
+        m.set(gauge, value, *regressor)
+    m.last_run.labels(MODEL).set(time.time())
+    return generate_latest(registry).decode()
 
 
 def drift_metrics(traffic: Traffic) -> str:
@@ -238,7 +265,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     traffic = Traffic()
     serving, drift = Fake(lambda: serving_metrics(traffic)).start(), Fake(lambda: drift_metrics(traffic)).start()
     webhook, slack = Fake(lambda: webhook_metrics(traffic)).start(), Fake(lambda: "").start()
-    fakes = [serving, drift, webhook, slack]
+    # The quality service: up, evaluating, with live quality for the good version.
+    quality = Fake(quality_metrics).start()
+    fakes = [serving, drift, webhook, slack, quality]
     prometheus_port, alertmanager_port = free_port(), free_port()
     prometheus, alertmanager = f"http://127.0.0.1:{prometheus_port}", f"http://127.0.0.1:{alertmanager_port}"
     token_file = tmp / "webhook-token"
@@ -246,7 +275,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     rendered = render_stack_config(
         tmp / "config", timing="demo",
         targets={"serving": [serving.address], "drift_exporter": [drift.address],
-                 "rollback_webhook": [webhook.address], "prometheus": [f"127.0.0.1:{prometheus_port}"],
+                 "rollback_webhook": [webhook.address], "quality": [quality.address],
+                 "prometheus": [f"127.0.0.1:{prometheus_port}"],
                  "alertmanager": [f"127.0.0.1:{alertmanager_port}"]},
         webhook_url=f"http://{webhook.address}/alerts", webhook_token_file=token_file, slack_url_file=None,
         slack_fallback_url=f"http://{slack.address}/services/capture", grafana_url=GRAFANA,
