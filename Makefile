@@ -10,7 +10,7 @@ export DRIFTWATCH_HOME ?= $(CURDIR)/.driftwatch
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
-system-deps: ## Install prometheus, prometheus-alertmanager and postgresql (Debian packages) when missing
+system-deps: ## Install prometheus, prometheus-alertmanager, postgresql, nginx and wrk (Debian packages) when missing
 	@scripts/install-system-deps.sh
 
 $(BIN)/driftwatch: pyproject.toml

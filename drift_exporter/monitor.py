@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,6 +46,7 @@ class RunState:
     window_oldest: float | None = None
     window_newest: float | None = None
     corrupt_lines_in_window: int = 0
+    window_instances: dict[str, int] = field(default_factory=dict)  # rows per serving process
 
     def to_dict(self) -> dict[str, Any]:
         def iso(ts: float | None) -> str | None:
@@ -56,7 +57,8 @@ class RunState:
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
             "duration_seconds": self.duration_seconds,
             "window": {"files": self.window_files, "oldest": iso(self.window_oldest),
-                       "newest": iso(self.window_newest), "corrupt_lines": self.corrupt_lines_in_window},
+                       "newest": iso(self.window_newest), "corrupt_lines": self.corrupt_lines_in_window,
+                       "instances": dict(sorted(self.window_instances.items()))},
         }
 
 
@@ -145,6 +147,7 @@ class DriftMonitor:
         window = self.read_window(reference)
         state.window_files, state.window_oldest, state.window_newest = window.files, window.oldest, window.newest
         state.corrupt_lines_in_window = window.corrupt_lines
+        state.window_instances = dict(window.instances)
         result = compute_drift(reference, window, self.policy)
         self.metrics.publish(result)
         return result

@@ -70,6 +70,7 @@ class Window:
     new_corrupt_lines: int = 0  # of those, the ones no earlier read had counted
     skipped_rows: int = 0  # valid records of another model or event type, or stamped too old/too far ahead
     new_lost_rows: int = 0  # rows serving acknowledged but never logged (log_end lines not counted before)
+    instances: dict[str, int] = field(default_factory=dict)  # rows of the window per serving process
 
     def classes_of(self, version: str) -> list[str | None]:
         return [c for c, v in zip(self.prediction_classes, self.prediction_versions, strict=True) if v == version]
@@ -180,9 +181,11 @@ class LogReader:
                     continue  # renamed by rotation while we listed: already open under its other name
                 inodes.add((info.st_dev, info.st_ino))
                 chains.setdefault(log.instance, []).append((handle, info))
-            streams = [self._rows_of(chain, names, model_name, cutoff, now + FUTURE_TOLERANCE_SECONDS, tally)
-                       for chain in chains.values()]
-            for row in heapq.merge(*streams, key=lambda r: -r.timestamp):
+            streams = [_tagged(self._rows_of(chain, names, model_name, cutoff, now + FUTURE_TOLERANCE_SECONDS, tally),
+                               instance)
+                       for instance, chain in chains.items()]
+            instances: dict[str, int] = {}
+            for row, instance in heapq.merge(*streams, key=lambda pair: -pair[0].timestamp):
                 if len(rows) >= max_rows:
                     break
                 if row.key is not None:
@@ -190,10 +193,13 @@ class LogReader:
                         continue  # the same record seen twice across a rotation
                     keys.add(row.key)
                 rows.append(row)
+                instances[instance] = instances.get(instance, 0) + 1
             open_files = sum(len(chain) for chain in chains.values())
         while len(self._seen_corrupt) > REMEMBERED_CORRUPT_LINES:
             self._seen_corrupt.popitem(last=False)
-        return _columns(rows, names, numeric, open_files, tally)
+        window = _columns(rows, names, numeric, open_files, tally)
+        window.instances = instances
+        return window
 
     def _rows_of(self, chain: list[tuple[IO[bytes], os.stat_result]], names: tuple[str, ...],
                  model_name: str | None, cutoff: float | None, horizon: float, tally: _Tally) -> Iterator[_Row]:
@@ -231,6 +237,11 @@ class LogReader:
 
 
 _SKIP = _Row(0.0, None, (), None, None)
+
+
+def _tagged(rows: Iterator[_Row], instance: str) -> Iterator[tuple[_Row, str]]:
+    for row in rows:
+        yield row, instance
 
 
 @dataclass(frozen=True)

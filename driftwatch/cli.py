@@ -183,7 +183,10 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from driftwatch.stack import run_up
 
-    return run_up(with_mlflow_server=args.mlflow_server, backend=args.backend)
+    try:
+        return run_up(with_mlflow_server=args.mlflow_server, backend=args.backend, replicas=args.replicas)
+    except (ValueError, FileNotFoundError) as exc:
+        raise CommandError(str(exc)) from None
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -199,6 +202,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ parser
+def _replica_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of replicas") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError("the number of replicas must be between 1 and 64")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="driftwatch",
@@ -248,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["sqlite", "postgres"], default=None,
                    help="registry backend: the embedded SQLite file (default), or `mlflow server` on a local "
                         "PostgreSQL with S3 artifacts (setting DRIFTWATCH_BACKEND)")
+    p.add_argument("--replicas", type=_replica_count, metavar="N",
+                   help="N serving processes behind nginx on the serving port (default: one, no balancer)")
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("down", help="stop a stack started by `driftwatch up`")
     p.set_defaults(func=cmd_down)

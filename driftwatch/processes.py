@@ -82,6 +82,16 @@ class Supervisor:
         if spec.health_url:
             self.wait_healthy(spec)
 
+    def start_together(self, specs: list[ProcessSpec]) -> None:
+        """Start several processes at once (e.g. serving replicas), then wait until each is healthy."""
+        with self.lock:
+            for spec in specs:
+                self.specs[spec.name] = spec
+                self.procs[spec.name] = self._spawn(spec)
+        for spec in specs:
+            if spec.health_url:
+                self.wait_healthy(spec)
+
     def wait_healthy(self, spec: ProcessSpec) -> None:
         try:
             wait_for_http(spec.health_url or "", timeout=spec.health_timeout, proc=self.procs[spec.name], log=spec.log)

@@ -58,8 +58,9 @@ def wait_for(what: str, check: Callable[[], T | None], *, timeout: float, interv
         raise DemoFailed(str(exc)) from None
 
 
-def serving_version(stack: Stack) -> str | None:
-    response = httpx.get(f"{stack.urls.serving}/health", timeout=2)
+def serving_version(stack: Stack, url: str | None = None) -> str | None:
+    """The version serving answers with (through the balancer, or from one replica's ``url``)."""
+    response = httpx.get(f"{url or stack.urls.serving}/health", timeout=2)
     if not response.is_success:
         return None
     body: dict[str, Any] = response.json()

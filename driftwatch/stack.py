@@ -1,9 +1,16 @@
 """`driftwatch up` / `down`: the whole stack on this machine as supervised processes.
 
-Order: [MLflow server] → Slack sink (when no real Slack URL) → serving → drift exporter →
-rollback webhook → quality service → Alertmanager → Prometheus. Each must be healthy before the next starts.
-Logs go to ``$DRIFTWATCH_HOME/logs``; rendered configs, tokens and the pid file to
+Order: [MLflow server] → Slack sink (when no real Slack URL) → serving (one process, or N replicas
+and nginx in front of them) → drift exporter → rollback webhook → quality service → Alertmanager →
+Prometheus. Each must be healthy before the next starts. Logs go to ``$DRIFTWATCH_HOME/logs``;
+rendered configs, tokens, Prometheus' service-discovery file and the pid file to
 ``$DRIFTWATCH_HOME/stack``.
+
+With replicas (``driftwatch up --replicas N``) clients use the balancer on the serving port;
+everything that must reach each replica does so directly, never through the balancer: Prometheus
+scrapes each one (file-based service discovery, ``stack/targets/serving.json``), the rollback
+webhook reloads each one, and the drift exporter reads each one's prediction log (one file per
+replica, ``predictions-serving-<i>.jsonl``, in the shared prediction log folder).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from driftwatch.backend import LocalBackend, start_local_backend
+from driftwatch.balancer import BalancerConfig, nginx_binary, write_nginx_config
 from driftwatch.processes import ProcessSpec, Supervisor
 from driftwatch.settings import (
     DRIFT_PORT,
@@ -59,6 +67,12 @@ class StackSettings(BaseSettings):
     alertmanager_port: int = 9093
     mlflow_port: int = 5000
     slack_sink_port: int = 9199
+    serving_replicas: int | None = Field(
+        default=None, ge=1, le=64,
+        description="Serving processes behind nginx on the serving port; unset: one serving process on the "
+                    "serving port itself, no balancer (docs/contract.md).")
+    serving_replica_ports: str = Field(
+        default="", description="Comma-separated ports of the replicas; default: the serving port + 1, + 2, ...")
     grafana_url: str = "http://127.0.0.1:3000"
     slack_webhook_url: SecretStr | None = None
     slack_webhook_url_file: Path | None = None
@@ -101,9 +115,25 @@ def _secret_file(path: Path, given: SecretStr | None, given_file: Path | None) -
     return path
 
 
+def _replica_ports(settings: StackSettings) -> list[int]:
+    count = settings.serving_replicas or 0
+    if not settings.serving_replica_ports.strip():
+        return [settings.serving_port + i for i in range(1, count + 1)]
+    try:
+        ports = [int(p) for p in settings.serving_replica_ports.split(",") if p.strip()]
+    except ValueError:
+        raise ValueError(f"DRIFTWATCH_SERVING_REPLICA_PORTS must be comma-separated port numbers, got "
+                         f"{settings.serving_replica_ports!r}") from None
+    if len(ports) != count:
+        raise ValueError(f"DRIFTWATCH_SERVING_REPLICA_PORTS names {len(ports)} ports for {count} replicas")
+    if len(set(ports)) != len(ports) or settings.serving_port in ports:
+        raise ValueError("every serving replica needs its own port, other than the serving (balancer) port")
+    return ports
+
+
 @dataclass
 class StackUrls:
-    serving: str
+    serving: str  # what clients use: the balancer when there are replicas
     drift_exporter: str
     webhook: str
     quality: str
@@ -111,6 +141,7 @@ class StackUrls:
     alertmanager: str
     mlflow: str | None
     slack_sink: str | None
+    serving_replicas: list[str]  # each replica directly (empty without replicas)
 
 
 class Stack:
@@ -135,6 +166,7 @@ class Stack:
         self.poll_interval = poll_interval if poll_interval is not None else (1.0 if timing == "demo" else 5.0)
         self.drift_interval = drift_interval if drift_interval is not None else (5.0 if timing == "demo" else 30.0)
         host = settings.host
+        self.replica_ports = _replica_ports(settings)
         self.urls = StackUrls(
             serving=f"http://{host}:{settings.serving_port}",
             drift_exporter=f"http://{host}:{settings.drift_exporter_port}",
@@ -144,6 +176,7 @@ class Stack:
             alertmanager=f"http://{host}:{settings.alertmanager_port}",
             mlflow=f"http://{host}:{settings.mlflow_port}" if with_mlflow_server else None,
             slack_sink=None if self._real_slack() else f"http://{host}:{settings.slack_sink_port}",
+            serving_replicas=[f"http://{host}:{port}" for port in self.replica_ports],
         )
         self.webhook_token_file = _secret_file(self.dir / "webhook-token", settings.webhook_token,
                                                settings.webhook_token_file)
@@ -159,6 +192,30 @@ class Stack:
     @property
     def slack_messages_file(self) -> Path:
         return self.logs / "slack-messages.jsonl"
+
+    @property
+    def serving_instances(self) -> list[str]:
+        """``host:port`` of every serving process Prometheus scrapes and the webhook reloads."""
+        if self.replica_ports:
+            return [f"{self.settings.host}:{port}" for port in self.replica_ports]
+        return [f"{self.settings.host}:{self.settings.serving_port}"]
+
+    @property
+    def serving_targets_file(self) -> Path:
+        """Prometheus' file-based service discovery for the serving job (written by ``start``)."""
+        return self.dir / "targets" / "serving.json"
+
+    def write_serving_targets(self) -> Path:
+        """Write the serving targets atomically (Prometheus watches the file and may read it any time)."""
+        path = self.serving_targets_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        groups = [{"targets": [address], "labels": {"replica": str(i)}}
+                  for i, address in enumerate(self.serving_instances, start=1)] if self.replica_ports else \
+            [{"targets": self.serving_instances}]
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(groups, indent=2) + "\n")
+        tmp.replace(path)
+        return path
 
     @property
     def tracking_uri(self) -> str:
@@ -180,13 +237,13 @@ class Stack:
         render_stack_config(
             out,
             targets={
-                "serving": [f"{s.host}:{s.serving_port}"],
                 "drift_exporter": [f"{s.host}:{s.drift_exporter_port}"],
                 "rollback_webhook": [f"{s.host}:{s.webhook_port}"],
                 "quality": [f"{s.host}:{s.quality_port}"],
                 "prometheus": [f"{s.host}:{s.prometheus_port}"],
                 "alertmanager": [f"{s.host}:{s.alertmanager_port}"],
             },
+            file_sd={"serving": self.serving_targets_file},
             webhook_url=f"{self.urls.webhook}/alerts",
             webhook_token_file=self.webhook_token_file,
             slack_url_file=slack_file,
@@ -261,11 +318,7 @@ class Stack:
                 "slack-sink", [py, "-m", "driftwatch.slack_sink", "--host", s.host, "--port", str(s.slack_sink_port),
                                "--out", str(self.slack_messages_file)],
                 self.logs / "slack-sink.log", health_url=self.urls.slack_sink))
-        specs.append(ProcessSpec(
-            "serving", [py, "-m", "serving"], self.logs / "serving.log",
-            env={**env, "DRIFTWATCH_SERVING_HOST": s.host, SERVING_PORT_ENV: str(s.serving_port),
-                 "DRIFTWATCH_POLL_INTERVAL_SECONDS": str(self.poll_interval)},
-            health_url=f"{self.urls.serving}/health", health_timeout=120))
+        specs += self.serving_specs()
         specs.append(ProcessSpec(
             "drift-exporter", [py, "-m", "drift_exporter"], self.logs / "drift-exporter.log",
             env={**env, "DRIFTWATCH_DRIFT_HOST": s.host, DRIFT_PORT_ENV: str(s.drift_exporter_port),
@@ -274,7 +327,8 @@ class Stack:
         specs.append(ProcessSpec(
             "rollback-webhook", [py, "-m", "rollback_webhook"], self.logs / "rollback-webhook.log",
             env={**env, "DRIFTWATCH_WEBHOOK_HOST": s.host, WEBHOOK_PORT_ENV: str(s.webhook_port),
-                 "DRIFTWATCH_SERVING_URLS": self.urls.serving, **self.webhook_env(), **self.webhook_store_env()},
+                 "DRIFTWATCH_SERVING_URLS": ",".join(self.urls.serving_replicas or [self.urls.serving]),
+                 **self.webhook_env(), **self.webhook_store_env()},
             health_url=f"{self.urls.webhook}/health", health_timeout=120))
         specs.append(ProcessSpec(
             "quality", [py, "-m", "quality"], self.logs / "quality.log",
@@ -297,6 +351,31 @@ class Stack:
              f"--web.listen-address={s.host}:{s.prometheus_port}",
              f"--web.external-url={self.urls.prometheus}", "--web.enable-lifecycle"],
             self.logs / "prometheus.log", health_url=f"{self.urls.prometheus}/-/ready"))
+        return specs
+
+    def balancer_config(self) -> BalancerConfig:
+        s = self.settings
+        return BalancerConfig(listen=f"{s.host}:{s.serving_port}", upstreams=self.serving_instances,
+                              prefix=self.dir / "nginx", error_log=self.logs / "load-balancer.log")
+
+    def serving_specs(self) -> list[ProcessSpec]:
+        """One serving process on the serving port; or N replicas on their own ports and nginx on it."""
+        s = self.settings
+        env = {**self.service_env(), "DRIFTWATCH_SERVING_HOST": s.host,
+               "DRIFTWATCH_POLL_INTERVAL_SECONDS": str(self.poll_interval)}
+        if not self.replica_ports:
+            return [ProcessSpec(
+                "serving", [sys.executable, "-m", "serving"], self.logs / "serving.log",
+                env={**env, SERVING_PORT_ENV: str(s.serving_port)},
+                health_url=f"{self.urls.serving}/health", health_timeout=120)]
+        specs = [ProcessSpec(
+            f"serving-{i}", [sys.executable, "-m", "serving"], self.logs / f"serving-{i}.log",
+            env={**env, SERVING_PORT_ENV: str(port), "DRIFTWATCH_SERVING_INSTANCE": f"serving-{i}"},
+            health_url=f"{url}/health", health_timeout=120)
+            for i, (port, url) in enumerate(zip(self.replica_ports, self.urls.serving_replicas, strict=True), start=1)]
+        specs.append(ProcessSpec(
+            "load-balancer", self.balancer_config().argv(nginx_binary()), self.logs / "load-balancer.log",
+            health_url=f"{self.urls.serving}/health", health_timeout=30))
         return specs
 
     # ------------------------------------------------------------------ lifecycle
@@ -324,17 +403,31 @@ class Stack:
 
     def start(self) -> None:
         self.start_backend()
+        self.write_serving_targets()
+        if self.replica_ports:
+            write_nginx_config(self.balancer_config())
         self.render_monitoring()
         try:
-            for spec in self.process_specs():
-                if spec.name == "mlflow":
-                    continue  # started by start_backend
-                self.say(f"starting {spec.name} ...")
-                self.supervisor.start(spec)
+            specs = [spec for spec in self.process_specs() if spec.name != "mlflow"]  # mlflow: start_backend
+            for group in self._start_groups(specs):
+                self.say(f"starting {', '.join(spec.name for spec in group)} ...")
+                self.supervisor.start_together(group)
         except BaseException:
             self.stop()
             raise
         self._write_state()
+
+    @staticmethod
+    def _start_groups(specs: list[ProcessSpec]) -> list[list[ProcessSpec]]:
+        """Processes in start order; serving replicas start together (each takes seconds to load)."""
+        groups: list[list[ProcessSpec]] = []
+        for spec in specs:
+            replica = spec.name.startswith("serving-")
+            if replica and groups and groups[-1][0].name.startswith("serving-"):
+                groups[-1].append(spec)
+            else:
+                groups.append([spec])
+        return groups
 
     def _write_state(self) -> None:
         state = {"up_pid": os.getpid(), "children": self.supervisor.pids(), "urls": self.urls.__dict__}
@@ -350,8 +443,11 @@ class Stack:
 
     def describe(self) -> str:
         u = self.urls
-        lines = [
-            f"serving           {u.serving}  (/predict, /docs, /metrics)",
+        lines = [f"serving           {u.serving}  (/predict, /docs, /metrics)"] if not u.serving_replicas else [
+            f"serving           {u.serving}  (nginx in front of {len(u.serving_replicas)} replicas: /predict, /docs)",
+            *(f"  replica {i}       {url}  (/metrics, /admin/reload)" for i, url in enumerate(u.serving_replicas, 1)),
+        ]
+        lines += [
             f"drift exporter    {u.drift_exporter}  (/drift, /report, /metrics)",
             f"rollback webhook  {u.webhook}  (/decisions)",
             f"quality           {u.quality}  (POST /feedback, /quality, /metrics)",
@@ -370,8 +466,11 @@ class Stack:
         return "\n".join(lines)
 
 
-def run_up(*, with_mlflow_server: bool = False, backend: Backend | None = None) -> int:
-    stack = Stack(StackSettings(), with_mlflow_server=with_mlflow_server, backend=backend)
+def run_up(*, with_mlflow_server: bool = False, backend: Backend | None = None, replicas: int | None = None) -> int:
+    settings = StackSettings()
+    if replicas is not None:
+        settings = settings.model_copy(update={"serving_replicas": replicas})
+    stack = Stack(settings, with_mlflow_server=with_mlflow_server, backend=backend)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:

@@ -270,6 +270,28 @@ def serving_dashboard() -> dict[str, Any]:
                    [target(f"sum by (instance) (increase(model_registry_poll_errors_total{{{M}}}"
                            f"[$__rate_interval]))", "{{instance}}")],
                    "short", bars=True, axis_label="failed polls")),
+        # Per replica: one series per serving process, to spot the one that differs.
+        (17, Panel("table", "Version per replica",
+                   "The version each serving process answers with now (model_info), and whether it has a model. "
+                   "VersionSkew warns when replicas of one model serve different versions for 2 minutes.",
+                   [target(f"max by (instance, model_version) (model_info{{{M}}})", instant=True, table=True)],
+                   "none", width=6, height=8,
+                   transformations=[{"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True},
+                                                                   "renameByName": {"model_version": "version"}}}])),
+        (18, Panel("timeseries", "Requests per second by replica",
+                   "Prediction requests answered or failed by the release per serving process (recording rule "
+                   "instance:model_prediction_requests:rate5m). Behind the load balancer they should be close.",
+                   [target(f"instance:model_prediction_requests:rate5m{{{M}}}", "{{instance}}")], "reqps",
+                   width=6)),
+        (19, Panel("timeseries", "Error ratio by replica",
+                   "Release errors over requests per serving process, 5-minute window. One replica far above the "
+                   "others is a host problem, not a release problem (HighErrorRate sums over replicas).",
+                   [target(f"instance:model_prediction_errors:ratio_rate5m{{{M}}}", "{{instance}}")],
+                   "percentunit", width=6, threshold=[("green", None), ("red", ERROR_RATIO_SLA)], line=True)),
+        (20, Panel("timeseries", "p95 latency by replica",
+                   "95th percentile prediction latency per serving process, 5-minute window.",
+                   [target(f"instance:model_prediction_duration_seconds:p95_5m{{{M}}}", "{{instance}}")], "s",
+                   width=6, threshold=[("green", None), ("red", LATENCY_SLA_SECONDS)], line=True)),
     ]
     variables = [datasource_variable(),
                  query_variable("model", "Model", "label_values(model_predictions_total, model_name)", multi=False),

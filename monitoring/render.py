@@ -3,9 +3,10 @@
 The committed files under ``monitoring/`` describe the 127.0.0.1 stack in production timing. A
 stack differs in a few places only, and this module substitutes exactly those:
 
-- scrape targets per job (a fixed list, or a DNS name Prometheus resolves to every address it has:
-  DNS service discovery, which docker-compose uses for the serving replicas), and the Alertmanager
-  that Prometheus sends alerts to;
+- scrape targets per job (a fixed list; a DNS name Prometheus resolves to every address it has:
+  DNS service discovery, which docker-compose uses for the serving replicas; or a file Prometheus
+  watches: file-based service discovery, which `driftwatch up` uses for the serving replicas), and
+  the Alertmanager that Prometheus sends alerts to;
 - the rollback webhook's URL and the file holding its bearer token;
 - the Slack incoming-webhook URL: a file (``api_url_file``; the URL itself never lands in a
   config) or, for the local Slack sink only, a plain URL;
@@ -58,6 +59,7 @@ def render_stack_config(
     *,
     targets: Mapping[str, Sequence[str]],
     dns_sd: Mapping[str, tuple[str, int]] | None = None,
+    file_sd: Mapping[str, Path | str] | None = None,
     webhook_url: str,
     webhook_token_file: Path | str,
     slack_url_file: Path | str | None,
@@ -74,9 +76,10 @@ def render_stack_config(
     ``targets`` maps every job (serving, drift_exporter, rollback_webhook, prometheus,
     alertmanager) to ``host:port`` addresses; a job in ``dns_sd`` instead scrapes every address of
     a DNS name on a port (Prometheus' ``dns_sd_configs``, A records, re-resolved at every scrape
-    interval). ``alertmanager_url`` is where Prometheus reaches
-    Alertmanager; ``grafana_url`` and ``runbook_url`` are what people click (the default runbook
-    is ``docs/runbooks.md`` of this checkout as a ``file://`` URL). Paths are written as given:
+    interval), and a job in ``file_sd`` reads its targets from that JSON file (Prometheus'
+    ``file_sd_configs``, re-read when the file changes). ``alertmanager_url`` is where Prometheus
+    reaches Alertmanager; ``grafana_url`` and ``runbook_url`` are what people click (the default
+    runbook is ``docs/runbooks.md`` of this checkout as a ``file://`` URL). Paths are written as given:
     pass paths as the Prometheus/Alertmanager processes will see them (e.g. ``/run/secrets/...``).
     """
     scaler_profile = profile(timing)
@@ -90,7 +93,7 @@ def render_stack_config(
     glob = prometheus.get("global") or {}
     scaler = Scaler(scaler_profile, scrape_interval=str(glob.get("scrape_interval", "1m")),
                     evaluation_interval=str(glob.get("evaluation_interval", "1m")))
-    _set_targets(prometheus, targets, dns_sd or {})
+    _set_targets(prometheus, targets, dns_sd or {}, file_sd or {})
     _set_alertmanager(prometheus, alertmanager_url)
     prometheus["rule_files"] = ["rules/*.yml"]
     scaler.prometheus_config(prometheus)
@@ -137,12 +140,13 @@ def alertmanager_source() -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- substitutions
 def _set_targets(config: dict[str, Any], targets: Mapping[str, Sequence[str]],
-                 dns_sd: Mapping[str, tuple[str, int]]) -> None:
+                 dns_sd: Mapping[str, tuple[str, int]], file_sd: Mapping[str, Path | str]) -> None:
     jobs = {job["job_name"]: job for job in config.get("scrape_configs") or []}
-    both = sorted(set(targets) & set(dns_sd))
+    both = sorted((set(targets) & set(dns_sd)) | (set(targets) & set(file_sd)) | (set(dns_sd) & set(file_sd)))
     if both:
-        raise ValueError(f"jobs {both} have both fixed targets and a DNS name; give one")
-    named = set(targets) | set(dns_sd)
+        raise ValueError(f"jobs {both} have more than one of fixed targets, a DNS name and a service-discovery "
+                         "file; give one")
+    named = set(targets) | set(dns_sd) | set(file_sd)
     unknown = sorted(named - set(jobs))
     missing = sorted(set(jobs) - named)
     if unknown or missing:
@@ -160,6 +164,10 @@ def _set_targets(config: dict[str, Any], targets: Mapping[str, Sequence[str]],
         job = jobs[name]
         job.pop("static_configs", None)
         job["dns_sd_configs"] = [{"names": [host], "type": "A", "port": int(port), "refresh_interval": interval}]
+    for name, path in file_sd.items():
+        job = jobs[name]
+        job.pop("static_configs", None)
+        job["file_sd_configs"] = [{"files": [str(path)], "refresh_interval": "1m"}]
 
 
 def _set_alertmanager(config: dict[str, Any], url: str) -> None:

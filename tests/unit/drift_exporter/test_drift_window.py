@@ -44,6 +44,7 @@ def test_the_window_is_the_newest_rows_across_rotations_and_instances(tmp_path: 
     # the newest 150 of both instances by time: a = 225..299 from A and 50 rows of B (a = -1)
     assert int((values == -1.0).sum()) == 50
     assert sorted(values[values >= 0].tolist()) == list(range(200, 300))[-100:]
+    assert window.instances == {"a": 100, "b": 50}  # what /drift reports as rows per serving process
     assert window.oldest is not None and window.newest is not None and window.oldest < window.newest
 
 

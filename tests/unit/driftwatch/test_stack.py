@@ -1,7 +1,9 @@
+import json
 import stat
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import SecretStr
 
 from driftwatch.stack import Stack, StackSettings
@@ -66,3 +68,52 @@ def test_the_postgres_backend_runs_behind_a_tracking_server_started_before_the_s
         stack.process_specs()
     sqlite = Stack(StackSettings(home=tmp_path), say=lambda _: None)
     assert sqlite.backend == "sqlite" and sqlite.webhook_store_env() == {}
+
+
+def test_replicas_run_behind_nginx_and_everything_else_reaches_each_one(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path, serving_port=18000, serving_replicas=3)
+    specs = {spec.name: spec for spec in stack.process_specs()}
+    names = list(specs)
+    assert names[:5] == ["slack-sink", "serving-1", "serving-2", "serving-3", "load-balancer"]
+    replicas = [specs[f"serving-{i}"] for i in (1, 2, 3)]
+    assert [r.env["DRIFTWATCH_SERVING_PORT"] for r in replicas] == ["18001", "18002", "18003"]
+    assert [r.env["DRIFTWATCH_SERVING_INSTANCE"] for r in replicas] == ["serving-1", "serving-2", "serving-3"]
+    assert [r.log.name for r in replicas] == ["serving-1.log", "serving-2.log", "serving-3.log"]
+    # clients use the balancer; the webhook reloads each replica directly
+    assert stack.urls.serving == "http://127.0.0.1:18000"
+    assert specs["load-balancer"].health_url == "http://127.0.0.1:18000/health"
+    assert specs["rollback-webhook"].env["DRIFTWATCH_SERVING_URLS"] == (
+        "http://127.0.0.1:18001,http://127.0.0.1:18002,http://127.0.0.1:18003")
+    # the replicas start together, the rest one after the other
+    groups = [[s.name for s in group] for group in stack._start_groups(stack.process_specs())]
+    assert groups[1] == ["serving-1", "serving-2", "serving-3"]
+    assert all(len(group) == 1 for i, group in enumerate(groups) if i != 1)
+
+
+def test_prometheus_discovers_each_replica_from_the_file_up_writes(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path, serving_port=18000, serving_replicas=2)
+    path = stack.write_serving_targets()
+    assert json.loads(path.read_text()) == [
+        {"targets": ["127.0.0.1:18001"], "labels": {"replica": "1"}},
+        {"targets": ["127.0.0.1:18002"], "labels": {"replica": "2"}},
+    ]
+    rendered = stack.render_monitoring()
+    config = yaml.safe_load((rendered / "prometheus.yml").read_text())
+    serving = next(job for job in config["scrape_configs"] if job["job_name"] == "serving")
+    assert serving["file_sd_configs"][0]["files"] == [str(path)]
+
+
+def test_without_replicas_one_serving_process_is_discovered_from_the_same_file(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path, serving_port=18000)
+    assert "load-balancer" not in [s.name for s in stack.process_specs()]
+    assert stack.urls.serving_replicas == []
+    assert json.loads(stack.write_serving_targets().read_text()) == [{"targets": ["127.0.0.1:18000"]}]
+
+
+def test_replica_ports_can_be_chosen_and_are_checked(tmp_path: Path) -> None:
+    stack = make_stack(tmp_path, serving_port=18000, serving_replicas=2, serving_replica_ports="19001, 19005")
+    assert stack.urls.serving_replicas == ["http://127.0.0.1:19001", "http://127.0.0.1:19005"]
+    with pytest.raises(ValueError, match="names 1 ports for 2 replicas"):
+        make_stack(tmp_path, serving_replicas=2, serving_replica_ports="19001")
+    with pytest.raises(ValueError, match="its own port"):
+        make_stack(tmp_path, serving_port=18000, serving_replicas=2, serving_replica_ports="18000,19001")

@@ -182,6 +182,12 @@ MUTATIONS = [
     pytest.param("\n          and on (job, instance, model_name)\n"
                  "          time() - model_drift_last_run_timestamp_seconds <= 300", "",
                  "DriftCheckFailing stays quiet when checks stop finishing", id="drift-failing-duplicates-stale"),
+    pytest.param("(model_version:model_info:replicas) > 1\n        for: 2m",
+                 "(model_version:model_info:replicas) > 1\n        for: 15s",
+                 "VersionSkew stays quiet while replicas switch", id="version-skew-hold-shortened"),
+    pytest.param("count by (job, model_name) (model_version:model_info:replicas) > 1",
+                 "count by (job) (model_version:model_info:replicas) > 1",
+                 "VersionSkew does not count two models as skew", id="version-skew-across-models"),
 ]
 
 

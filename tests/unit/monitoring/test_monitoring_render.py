@@ -68,6 +68,24 @@ def test_targets_must_name_every_job_as_host_and_port(render: Render, targets: d
         render(targets=targets)
 
 
+def test_a_job_can_read_its_targets_from_a_service_discovery_file(render: Render, promtool: str,
+                                                                   tmp_path: Path) -> None:
+    targets = {job: ["h:1"] for job in JOBS if job != "serving"}
+    sd_file = tmp_path / "targets" / "serving.json"
+    rendered = render(targets=targets, file_sd={"serving": sd_file})
+    jobs = {job["job_name"]: job for job in load(rendered.prometheus)["scrape_configs"]}
+    assert "static_configs" not in jobs["serving"]
+    assert jobs["serving"]["file_sd_configs"] == [{"files": [str(sd_file)], "refresh_interval": "1m"}]
+    assert jobs["drift_exporter"]["static_configs"] == [{"targets": ["h:1"]}]
+    checked = run(promtool, "check", "config", str(rendered.prometheus))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_job_has_fixed_targets_or_a_discovery_file_not_both(render: Render, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="more than one of fixed targets, a DNS name and a service-discovery file"):
+        render(file_sd={"serving": tmp_path / "serving.json"})
+
+
 def test_the_webhook_gets_its_url_and_token_file_and_never_the_token(render: Render, tmp_path: Path) -> None:
     token = tmp_path / "token-file"
     token.write_text("s3cr3t-token-value-never-rendered")
@@ -254,7 +272,7 @@ def test_rendering_again_replaces_the_rule_files(render: Render) -> None:
 def test_a_job_gets_fixed_targets_or_a_dns_name_not_both(tmp_path: Path) -> None:
     common: dict[str, Any] = dict(webhook_url="http://h:2/alerts", webhook_token_file="/t", slack_url_file="/s",
                                   slack_fallback_url=None, grafana_url="http://g", alertmanager_url="http://h:3")
-    with pytest.raises(ValueError, match="both fixed targets and a DNS name"):
+    with pytest.raises(ValueError, match="more than one of fixed targets, a DNS name and a service-discovery file"):
         render_stack_config(tmp_path, targets={job: ["h:1"] for job in JOBS}, dns_sd={"serving": ("s", 1)}, **common)
     with pytest.raises(ValueError, match="missing: \\['serving'\\]"):
         render_stack_config(tmp_path, targets={job: ["h:1"] for job in JOBS if job != "serving"}, **common)
