@@ -14,9 +14,11 @@ from typing import Any, Protocol
 from drift_exporter.check import DriftResult, compute_drift
 from drift_exporter.metrics import DriftMetrics
 from drift_exporter.reference import PreparedReference, ReferenceCache, load_reference
+from drift_exporter.segments import SegmentSource
 from drift_exporter.settings import DriftExporterSettings
-from drift_exporter.window import LogReader, Window
+from drift_exporter.window import LogFile, LogReader, Window
 from driftwatch.clock import iso_utc
+from driftwatch.logsegments import S3Location
 from driftwatch.redact import redact
 from model_registry.errors import RegistryError, RegistryUnavailable
 from model_registry.versions import VersionInfo
@@ -76,7 +78,13 @@ class DriftMonitor:
         self.metrics = metrics
         self.clock = clock
         self.policy = settings.policy()
-        self.reader = LogReader(settings.resolved_log_dir)
+        self.segments: SegmentSource | None = None
+        if settings.prediction_log_s3_url:  # replicas on other hosts: closed segments from S3
+            location = S3Location.parse(settings.prediction_log_s3_url)
+            self.segments = SegmentSource(location, settings.model_name, settings.resolved_segment_cache_dir)
+            self.reader = LogReader(settings.resolved_segment_cache_dir)
+        else:
+            self.reader = LogReader(settings.resolved_log_dir)
         self.references = ReferenceCache(self._load_reference)
         self.state = RunState()
         self.result: DriftResult | None = None
@@ -153,11 +161,19 @@ class DriftMonitor:
         return result
 
     def read_window(self, reference: PreparedReference) -> Window:
+        now = self.clock()
+        max_age = self.settings.window_max_age_seconds or None
+        files: list[LogFile] | None = None
+        if self.segments is not None:
+            try:
+                files = self.segments.sync(max_rows=self.settings.window_rows, max_age_seconds=max_age, now=now)
+            except Exception as exc:  # boto3/botocore errors have many types; the check reports the reason
+                raise CheckFailed("window", f"prediction log segments in {self.segments.location}: "
+                                            f"{type(exc).__name__}: {exc}") from exc
         try:
             window = self.reader.read(features=reference.feature_names, numeric=reference.numeric_names,
-                                      max_rows=self.settings.window_rows,
-                                      max_age_seconds=self.settings.window_max_age_seconds or None,
-                                      now=self.clock(), model_name=reference.model_name)
+                                      max_rows=self.settings.window_rows, max_age_seconds=max_age,
+                                      now=now, model_name=reference.model_name, files=files)
         except OSError as exc:
             raise CheckFailed("window", f"prediction log {self.reader.folder}: {exc}") from exc
         if window.new_lost_rows:

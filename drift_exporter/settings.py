@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from drift_exporter.decisions import ANDERSON_THRESHOLD, ChiSquare, DriftPolicy, Method
 from drift_exporter.stats import Correction
+from driftwatch.logsegments import S3Location
 from driftwatch.settings import DRIFT_PORT, DRIFT_PORT_ENV, ServiceSettings
 from driftwatch.settings import env as _env
 
@@ -20,6 +21,15 @@ class DriftExporterSettings(ServiceSettings):
     prediction_log_dir: Path | None = Field(
         default=None, validation_alias=_env("DRIFTWATCH_PREDICTION_LOG_DIR", "prediction_log_dir"),
         description="Folder of the prediction log; default $DRIFTWATCH_HOME/predictions.",
+    )
+    prediction_log_s3_url: str | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_PREDICTION_LOG_S3_URL", "prediction_log_s3_url"),
+        description="s3://bucket/prefix: read the window from the closed segments serving replicas upload under "
+                    "<prefix>/<model name>/ instead of the local folder (endpoint and keys: boto3's environment).",
+    )
+    segment_cache_dir: Path | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_DRIFT_SEGMENT_CACHE_DIR", "segment_cache_dir"),
+        description="Where the window's segments downloaded from S3 are kept; default $DRIFTWATCH_HOME/drift-segments.",
     )
     interval_seconds: float = Field(
         default=30.0, gt=0, le=86400, validation_alias=_env("DRIFTWATCH_DRIFT_INTERVAL_SECONDS", "interval_seconds"),
@@ -87,6 +97,11 @@ class DriftExporterSettings(ServiceSettings):
     @model_validator(mode="after")
     def _policy_is_valid(self) -> DriftExporterSettings:
         self.policy()  # raises with a sentence when a combination is unsafe
+        if self.prediction_log_s3_url is not None:
+            self.prediction_log_s3_url = self.prediction_log_s3_url.strip() or None
+        if self.prediction_log_s3_url:
+            S3Location.parse(self.prediction_log_s3_url)
+            S3Location.parse(self.prediction_log_s3_url).model_prefix(self.model_name)
         if self.min_window_rows is not None and self.min_window_rows > self.window_rows:
             raise ValueError(
                 f"DRIFTWATCH_DRIFT_MIN_WINDOW_ROWS ({self.min_window_rows}) is larger than "
@@ -97,6 +112,11 @@ class DriftExporterSettings(ServiceSettings):
     @property
     def effective_min_window_rows(self) -> int:
         return self.min_window_rows if self.min_window_rows is not None else self.window_rows
+
+    @property
+    def resolved_segment_cache_dir(self) -> Path:
+        folder = self.segment_cache_dir or self.registry.home / "drift-segments"
+        return folder.expanduser().resolve()
 
     @property
     def resolved_log_dir(self) -> Path:

@@ -160,14 +160,16 @@ class LogReader:
         self._seen_corrupt: OrderedDict[tuple[int, int, int], None] = OrderedDict()
 
     def read(self, *, features: Sequence[str], numeric: set[str] | frozenset[str], max_rows: int,
-             max_age_seconds: float | None, now: float, model_name: str | None = None) -> Window:
-        """The newest ``max_rows`` prediction rows no older than ``max_age_seconds``."""
+             max_age_seconds: float | None, now: float, model_name: str | None = None,
+             files: list[LogFile] | None = None) -> Window:
+        """The newest ``max_rows`` prediction rows no older than ``max_age_seconds``, from the log files
+        of the folder, or from ``files`` (segments fetched from S3: ``drift_exporter.segments``)."""
         cutoff = now - max_age_seconds if max_age_seconds else None
         tally = _Tally(seen=self._seen_corrupt)
         names = tuple(features)
         rows: list[_Row] = []
         keys: set[str] = set()
-        files = list_log_files(self.folder)
+        files = list_log_files(self.folder) if files is None else sorted(files, key=lambda f: (f.instance, f.rotation))
         with ExitStack() as stack:
             chains: dict[str, list[tuple[IO[bytes], os.stat_result]]] = {}
             inodes: set[tuple[int, int]] = set()

@@ -6,6 +6,14 @@ interpreter lock. Run as ``python -m serving.log_writer DIRECTORY INSTANCE MAX_B
 [WRITTEN_SEQ]``; it imports only the standard library, orjson and ``driftwatch.prediction_record``
 (where the record is built), so it starts in a fraction of a second.
 
+With DRIFTWATCH_LOG_SEGMENTS in its environment (JSON: ``url`` s3://bucket/prefix, ``model_name``,
+``segment_seconds``; set by ``serving.prediction_log`` from DRIFTWATCH_PREDICTION_LOG_S3_URL), every
+file the writer closes (rotated by size, or by age once it is ``segment_seconds`` old, or at the
+end of input) is a segment: it is hard-linked into ``.segments-<instance>/`` under its object name
+(``driftwatch.logsegments``) and uploaded from there by a thread (``serving.log_shipper``, which
+imports boto3), then the link is removed. A row reaches S3 at most ``segment_seconds`` plus one
+upload after it was written.
+
 Frames (little-endian) on stdin:
 
 - ``M`` u32 length, JSON: a model the following rows refer to: ``key``, ``model`` (the record's
@@ -27,16 +35,27 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import struct
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from driftwatch.prediction_record import format_timestamp, log_end_record, prediction_record, to_lines
+from driftwatch.logsegments import Segment
+from driftwatch.prediction_record import (
+    format_timestamp,
+    log_end_record,
+    parse_record,
+    prediction_record,
+    to_lines,
+)
 
+PREDICTION_EVENT = b'"event":"prediction"'
+SEGMENTS_ENV = "DRIFTWATCH_LOG_SEGMENTS"  # S3 shipping options, from serving.prediction_log
 HEADER = struct.Struct("<cI")  # frame type, payload length (M and J frames)
 ROW_PREFIX = struct.Struct("<cH")  # "R", model key
 ACK = struct.Struct("<Q")  # the counter file: serving's last acknowledged seq
@@ -151,16 +170,53 @@ class FrameDecoder:
         return len(self._buffer)
 
 
-class RotatingFile:
-    """``predictions-<instance>.jsonl``, rotated by size to ``.1`` (newest), ``.2``, ...; ``backups`` kept."""
+def _line_ms(line: bytes) -> int:
+    """The epoch milliseconds of a record's timestamp (now, for a line that is not a record)."""
+    record = parse_record(line)
+    return int((record.timestamp if record is not None else time.time()) * 1000 + 0.5)
 
-    def __init__(self, directory: Path, instance: str, *, max_bytes: int, backups: int) -> None:
+
+class RotatingFile:
+    """``predictions-<instance>.jsonl``, rotated by size to ``.1`` (newest), ``.2``, ...; ``backups`` kept.
+
+    With ``on_closed``, each file it closes is reported as a :class:`Segment` (rows, first and last
+    row's time) before it is renamed, and it also closes the live file once it is
+    ``segment_seconds`` old (``rotate_if_old``) and at ``close``."""
+
+    def __init__(self, directory: Path, instance: str, *, max_bytes: int, backups: int,
+                 segment_seconds: float | None = None,
+                 on_closed: Callable[[Path, Segment], None] | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"predictions-{instance}.jsonl"
+        self.instance = instance
         self.max_bytes = max_bytes
         self.backups = backups
+        self.segment_seconds = segment_seconds
+        self.on_closed = on_closed
+        self._rows = 0
+        self._first_ms = self._last_ms = 0
+        self._opened_at = 0.0
         self._file: IO[bytes] = self.path.open("ab")
         self._size = self._file.tell()
+        if on_closed is not None and self._size:  # left by an earlier run: account for its lines
+            self._track(self.path.read_bytes())
+
+    def _track(self, chunk: bytes) -> None:
+        end = len(chunk) - 1  # chunks are whole lines: the last byte is a newline
+        if not chunk.count(b"\n"):
+            return
+        count = chunk.count(PREDICTION_EVENT)  # rows, not the log_end line (orjson writes it exactly so)
+        if self._rows == 0:
+            self._first_ms = _line_ms(chunk[:chunk.index(b"\n")])
+            self._opened_at = time.monotonic()
+        self._last_ms = _line_ms(chunk[chunk.rfind(b"\n", 0, end) + 1:end])
+        self._rows += count
+
+    def rotate_if_old(self) -> None:
+        """Close the live file when it holds rows and is ``segment_seconds`` old."""
+        if self.segment_seconds and self._rows and time.monotonic() - self._opened_at >= self.segment_seconds:
+            self._file.flush()
+            self._rotate()
 
     def write(self, data: bytes) -> None:
         """Append whole lines, rotating first when they would not fit (a file holds at least one line)."""
@@ -178,6 +234,8 @@ class RotatingFile:
                     cut = data.find(b"\n", start)  # one line longer than max_bytes: it gets a file
                 chunk = data[start:cut + 1]
             self._file.write(chunk)
+            if self.on_closed is not None:
+                self._track(chunk)
             self._size += len(chunk)
             start += len(chunk)
             if start < len(data):
@@ -187,10 +245,15 @@ class RotatingFile:
     def close(self) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())
+        if self.on_closed is not None and self._rows:
+            self._rotate()  # the last segment is shipped too
         self._file.close()
 
     def _rotate(self) -> None:
         self._file.close()
+        if self.on_closed is not None and self._rows:
+            self.on_closed(self.path, Segment(self._last_ms, self._first_ms, self._rows, self.instance))
+        self._rows = 0
         self.path.with_name(f"{self.path.name}.{self.backups}").unlink(missing_ok=True)
         for n in range(self.backups - 1, 0, -1):
             src = self.path.with_name(f"{self.path.name}.{n}")
@@ -226,11 +289,27 @@ def main() -> None:
     directory, instance, max_bytes, backups = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)  # stop at end of input, not before
-    output = RotatingFile(directory, instance, max_bytes=max_bytes, backups=backups)
+    shipper = None
+    segment_seconds: float | None = None
+    segments = os.environ.get(SEGMENTS_ENV)
+    if segments:
+        from serving.log_shipper import SegmentShipper
+
+        options = json.loads(segments)
+        segment_seconds = float(options["segment_seconds"])
+        shipper = SegmentShipper.for_log(directory, instance, options["url"], options["model_name"], say=_say)
+        shipper.start()
+    output = RotatingFile(directory, instance, max_bytes=max_bytes, backups=backups,
+                          segment_seconds=segment_seconds, on_closed=shipper.add if shipper else None)
     decoder = FrameDecoder()
     decoder.last_seq = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     try:
         while True:
+            if segment_seconds is not None:  # wake up to close an old segment even without traffic
+                ready, _, _ = select.select([0], [], [], min(1.0, segment_seconds))
+                output.rotate_if_old()
+                if not ready:
+                    continue
             data = os.read(0, 1 << 20)
             if not data:
                 break
@@ -243,6 +322,8 @@ def main() -> None:
         raise SystemExit(1) from exc
     finally:
         output.close()
+        if shipper is not None:
+            shipper.close()
 
 
 if __name__ == "__main__":

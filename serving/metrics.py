@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -182,6 +183,12 @@ class ServingMetrics:
             "Prediction log rows dropped because the writer fell behind (the request was answered).",
             ["model_name"], registry=registry,
         )
+        self.prediction_log_segments_pending = Gauge(
+            "model_prediction_log_segments_pending",
+            "Closed prediction log segments not uploaded to S3 yet (0 without DRIFTWATCH_PREDICTION_LOG_S3_URL); "
+            "growing while S3 refuses uploads.", ["model_name"], registry=registry,
+        )
+        self.segments_pending = self.prediction_log_segments_pending.labels(model_name)
         self.loaded = self.model_loaded.labels(model_name)
         self.loaded.set(0)
         self.reload_success = self.reloads.labels(model_name, "success")
@@ -192,6 +199,12 @@ class ServingMetrics:
         self._series: dict[str, ModelSeries] = {}
         self._info_labels: tuple[str, str, str, str] | None = None
         self._http: dict[tuple[str, str, int], tuple[LoopCounter, LoopHistogram]] = {}
+
+    def watch_segment_uploads(self, log_dir: Path, instance: str) -> None:
+        """Export the prediction log segments waiting for their upload to S3 (counted at each scrape)."""
+        from serving.log_shipper import pending_segments
+
+        self.segments_pending.set_function(lambda: pending_segments(log_dir, instance))
 
     def series(self, version: str, classes: list[str]) -> ModelSeries:
         found = self._series.get(version)

@@ -42,7 +42,7 @@ from typing import Any
 import orjson
 
 from driftwatch.prediction_record import prediction_record, to_lines
-from serving.log_writer import ACK, HEADER, ack_path, row_struct
+from serving.log_writer import ACK, HEADER, SEGMENTS_ENV, ack_path, row_struct
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ class PredictionLog:
 
     def __init__(self, directory: Path, instance: str, *, max_bytes: int, backups: int,
                  max_queue_rows: int = 200_000, interval: float = 0.05,
-                 on_drop: Callable[[int], None] | None = None) -> None:
+                 on_drop: Callable[[int], None] | None = None, s3_url: str | None = None,
+                 model_name: str | None = None, segment_seconds: float = 60.0) -> None:
         self.directory = directory
         self.instance = instance
         self.path = directory / f"predictions-{instance}.jsonl"
@@ -80,6 +81,8 @@ class PredictionLog:
         self.max_queue_rows = max_queue_rows
         self.interval = interval
         self.on_drop = on_drop
+        # closed segments go to S3 (serving.log_shipper) when an S3 location is given
+        self.s3 = (s3_url, model_name or "", segment_seconds) if s3_url else None
         self.dropped_rows = 0
         self.sent_rows = 0
         self._queue: deque[tuple[bytes, int, int]] = deque()  # frame, rows, last seq in it (0: none)
@@ -200,9 +203,14 @@ class PredictionLog:
     # ------------------------------------------------------------------ sender thread
     def _spawn(self) -> subprocess.Popen[bytes]:
         # Its own session: a Ctrl-C in a terminal reaches serving, which then closes the pipe.
+        env = None
+        if self.s3 is not None:  # the writer ships closed segments (serving.log_shipper)
+            url, model_name, seconds = self.s3
+            env = {**os.environ, SEGMENTS_ENV: orjson.dumps({"url": url, "model_name": model_name,
+                                                             "segment_seconds": seconds}).decode()}
         return subprocess.Popen(
             [sys.executable, "-m", "serving.log_writer", str(self.directory), self.instance, str(self.max_bytes),
-             str(self.backups), str(self._accounted_seq)],
+             str(self.backups), str(self._accounted_seq)], env=env,
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
 
     def _run(self) -> None:

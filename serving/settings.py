@@ -61,6 +61,17 @@ class ServingSettings(ServiceSettings):
         description="How often answered rows are handed to the log writer: a serving process killed (kill -9) "
                     "loses at most the rows of one such interval, and says how many (docs/contract.md).",
     )
+    prediction_log_s3_url: str | None = Field(
+        default=None, validation_alias=_env("DRIFTWATCH_PREDICTION_LOG_S3_URL", "prediction_log_s3_url"),
+        description="s3://bucket/prefix: closed prediction log segments are uploaded under <prefix>/<model name>/ "
+                    "for a drift exporter on another host (endpoint and keys: boto3's environment).",
+    )
+    prediction_log_segment_seconds: float = Field(
+        default=60.0, gt=0, le=86400,
+        validation_alias=_env("DRIFTWATCH_PREDICTION_LOG_SEGMENT_SECONDS", "prediction_log_segment_seconds"),
+        description="With an S3 URL: the live log file is closed and uploaded once it is this old, so rows reach "
+                    "S3 within this many seconds plus one upload.",
+    )
     metrics_enabled: bool = Field(
         default=True, validation_alias=_env("DRIFTWATCH_METRICS_ENABLED", "metrics_enabled"),
     )
@@ -94,6 +105,16 @@ class ServingSettings(ServiceSettings):
         if value is not None and (not value or "/" in value or value.startswith(".")):
             raise ValueError("DRIFTWATCH_SERVING_INSTANCE must be a plain name (no '/', not starting with '.')")
         return value
+
+    @field_validator("prediction_log_s3_url")
+    @classmethod
+    def _s3_url_is_a_location(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            from driftwatch.logsegments import S3Location
+
+            S3Location.parse(value)
+            return value.strip()
+        return None
 
     @model_validator(mode="after")
     def _admin_token_is_safe(self) -> ServingSettings:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from driftwatch.logsegments import Segment
 from driftwatch.prediction_record import format_timestamp, parse_record, prediction_record, to_lines
 from serving.log_writer import FrameDecoder, RotatingFile, read_acknowledged
 from serving.prediction_log import LogModel, PredictionLog
@@ -268,3 +269,21 @@ def test_a_restarted_writer_does_not_count_the_rows_before_it_as_lost(tmp_path: 
     assert dropped == [1]
     assert [r["seq"] for r in lines(tmp_path)] == [1, 2, 4]
     assert [e["lost"] for e in log_ends(tmp_path)] == [0]
+
+
+def test_closed_files_are_reported_as_segments_with_their_rows_and_times(tmp_path: Path) -> None:
+    closed: list[tuple[str, Segment]] = []
+    output = RotatingFile(tmp_path, "r1", max_bytes=10_000_000, backups=3, segment_seconds=0.2,
+                          on_closed=lambda path, segment: closed.append((path.read_text(), segment)))
+    lines = [prediction_record(1767268800.0 + i, pid(i), {"a": i}, 0, "setosa", 0.9, MODEL, 0.4, i + 1)
+             for i in range(5)]
+    output.write(to_lines(lines[:3]))
+    output.rotate_if_old()
+    assert closed == []  # not old yet
+    time.sleep(0.25)
+    output.rotate_if_old()  # old: closed without any new write
+    output.write(to_lines(lines[3:]))
+    output.close()  # the last segment is reported too
+    assert [segment for _, segment in closed] == [Segment(1767268802000, 1767268800000, 3, "r1"),
+                                                  Segment(1767268804000, 1767268803000, 2, "r1")]
+    assert [text.count("\n") for text, _ in closed] == [3, 2]
