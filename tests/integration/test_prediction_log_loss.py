@@ -62,7 +62,7 @@ def lost_total(exporter: str) -> float | None:
 
 def test_kill_9_loses_a_bounded_number_of_rows_and_the_exporter_counts_them(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    settings = RegistrySettings(home=home, model_name=MODEL_NAME)
+    settings = RegistrySettings(home=home, model_name=MODEL_NAME, tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     train_and_register(settings, promote=True, actor="test")
     folder = home / "predictions"
     common = {"DRIFTWATCH_HOME": str(home), "DRIFTWATCH_MODEL_NAME": MODEL_NAME,

@@ -63,7 +63,9 @@ def test_a_local_sql_error_is_not_unavailable_even_with_a_suggestive_message() -
 
 @pytest.fixture
 def registry(tmp_path: Path) -> ModelRegistry:
-    reg = ModelRegistry(RegistrySettings(home=tmp_path, model_name="any-model"))
+    # An embedded SQLite registry of its own (never MLFLOW_TRACKING_URI from the environment).
+    reg = ModelRegistry(RegistrySettings(home=tmp_path, model_name="any-model",
+                                         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
     reg.client.create_registered_model("any-model")
     return reg
 
