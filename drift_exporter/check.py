@@ -127,7 +127,10 @@ def compute_drift(reference: PreparedReference, window: Window, policy: DriftPol
     verdict: bool | None = None
     if sufficient and decided:
         share, verdict = dataset_drift(decisions, policy)
-    prediction = _prediction_drift(reference.predictions, window.classes_of(reference.version), policy)
+    if reference.task == "regression" and reference.prediction_values is not None:
+        prediction = _value_drift(reference.prediction_values, window.values_of(reference.version), policy)
+    else:
+        prediction = _prediction_drift(reference.predictions, window.classes_of(reference.version), policy)
     status: Status = "ok" if sufficient else "insufficient_window"
     return DriftResult(model_name=reference.model_name, model_version=reference.version, status=status,
                        window_rows=window.rows, reference_rows=reference.rows,
@@ -247,5 +250,29 @@ def _prediction_drift(ref: CategoricalReference, classes: list[str | None], poli
     threshold = policy.threshold(method)
     result.method, result.value, result.threshold = method, value, threshold
     result.detected = is_drift(method, value, threshold)
+    result.scores, result.p_values = holder.scores, holder.p_values
+    return result
+
+
+def _value_drift(ref: NumericReference, values: FloatArray, policy: DriftPolicy) -> PredictionDrift:
+    """A regressor's predicted values in the window against its own predictions on the reference rows.
+    Every numeric score is published; the verdict is the Jensen-Shannon distance (Evidently's binning)
+    against the distance threshold, which is what the PredictionDrift alert reads for both kinds."""
+    finite = values[np.isfinite(values)]
+    result = PredictionDrift(status="ok", rows=int(values.size))
+    if ref.rows == 0 or finite.size == 0:
+        result.status = "no_values"
+        return result
+    if not window_is_sufficient(int(finite.size), policy):
+        result.status = "insufficient_window"
+        return result
+    holder = _numeric_feature("prediction", ref, values, policy, True)
+    if holder.status != "ok":
+        result.status = holder.status
+        return result
+    value = holder.scores["jensenshannon"]
+    threshold = policy.distance_threshold
+    result.method, result.value, result.threshold = "jensenshannon", value, threshold
+    result.detected = is_drift("jensenshannon", value, threshold)
     result.scores, result.p_values = holder.scores, holder.p_values
     return result

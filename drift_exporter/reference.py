@@ -26,6 +26,7 @@ from drift_exporter.stats import (
     prepare_numeric,
 )
 from model_registry.reference import ReferenceData, read_reference
+from model_registry.tasks import TaskKind
 
 
 class ReferenceSource(Protocol):
@@ -42,9 +43,11 @@ class PreparedReference:
     kinds: dict[str, Kind]
     numeric: dict[str, NumericReference]
     categorical: dict[str, CategoricalReference]
-    predictions: CategoricalReference  # predicted class names on the reference rows
+    predictions: CategoricalReference  # predicted class names on the reference rows (empty for a regressor)
     rows: int
     data: ReferenceData  # kept for the Evidently report
+    task: TaskKind = "classification"
+    prediction_values: NumericReference | None = None  # a regressor's predicted values on the reference rows
 
     @property
     def numeric_names(self) -> frozenset[str]:
@@ -73,12 +76,18 @@ def prepare_reference(data: ReferenceData, *, model_name: str, version: str, psi
             categorical[name] = prepare_categorical((), max_categories=max_categories,
                                                     counted=column.value_counts(dropna=False).to_dict())
     predictions = data.predictions
-    label = "class_name" if "class_name" in predictions else "class_id"
-    classes = prepare_categorical((normalize_category(v) for v in predictions[label].tolist())
-                                  if label in predictions else (), max_categories=max_categories)
+    values = None
+    if data.task == "regression":
+        classes = prepare_categorical((), max_categories=max_categories)
+        raw = predictions["value"] if "value" in predictions else pd.Series([], dtype="float64")
+        values = prepare_numeric(pd.to_numeric(raw, errors="coerce").to_numpy(dtype="float64"), psi_bins=psi_bins)
+    else:
+        label = "class_name" if "class_name" in predictions else "class_id"
+        classes = prepare_categorical((normalize_category(v) for v in predictions[label].tolist())
+                                      if label in predictions else (), max_categories=max_categories)
     return PreparedReference(model_name=model_name, version=version, feature_names=names, kinds=kinds,
                              numeric=numeric, categorical=categorical, predictions=classes,
-                             rows=len(data.features), data=data)
+                             rows=len(data.features), data=data, task=data.task, prediction_values=values)
 
 
 def load_reference(source: ReferenceSource, version: str, *, model_name: str, psi_bins: int = 10,

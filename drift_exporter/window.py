@@ -71,9 +71,15 @@ class Window:
     skipped_rows: int = 0  # valid records of another model or event type, or stamped too old/too far ahead
     new_lost_rows: int = 0  # rows serving acknowledged but never logged (log_end lines not counted before)
     instances: dict[str, int] = field(default_factory=dict)  # rows of the window per serving process
+    prediction_values: list[float] = field(default_factory=list)  # a regressor's predicted value per row (NaN: none)
 
     def classes_of(self, version: str) -> list[str | None]:
         return [c for c, v in zip(self.prediction_classes, self.prediction_versions, strict=True) if v == version]
+
+    def values_of(self, version: str) -> FloatArray:
+        """A regressor's predicted values of ``version`` (NaN where a row has none)."""
+        return np.fromiter((x for x, v in zip(self.prediction_values, self.prediction_versions, strict=True)
+                            if v == version), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ class _Row:
     values: tuple[Any, ...]
     class_name: str | None
     version: str | None
+    value: float = float("nan")
 
 
 @dataclass
@@ -265,7 +272,7 @@ def _parse(line: bytes, names: tuple[str, ...], model_name: str | None) -> _Row 
         return _SKIP
     features = record.features
     return _Row(record.timestamp, record.prediction_id, tuple(features.get(n) for n in names),
-                normalize_category(record.class_name), normalize_category(record.model_version))
+                normalize_category(record.class_name), normalize_category(record.model_version), record.value)
 
 
 def _number(value: object) -> float:
@@ -287,6 +294,7 @@ def _columns(rows: list[_Row], names: tuple[str, ...], numeric: set[str] | froze
     window = Window(rows=len(rows), numeric={}, categorical={},
                     prediction_classes=[r.class_name for r in rows],
                     prediction_versions=[r.version for r in rows],
+                    prediction_values=[r.value for r in rows],
                     oldest=rows[0].timestamp if rows else None, newest=rows[-1].timestamp if rows else None,
                     files=files, corrupt_lines=tally.corrupt, new_corrupt_lines=tally.new_corrupt,
                     skipped_rows=tally.skipped, new_lost_rows=tally.new_lost)

@@ -75,6 +75,45 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",")] if text else None
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from model_registry.register import read_table, register
+
+    settings = _registry_settings()
+    strings = _names(args.string_columns) or []
+    train = read_table(args.train, string_columns=strings)
+    if args.target not in train.columns:
+        raise CommandError(f"--target {args.target!r} is not a column of {args.train} "
+                           f"(columns: {', '.join(map(str, train.columns[:20]))})")
+    x_train, y_train = train.drop(columns=[args.target]), train[args.target]
+    x_holdout = y_holdout = None
+    if args.holdout:
+        holdout = read_table(args.holdout, string_columns=strings)
+        if args.target not in holdout.columns:
+            raise CommandError(f"--target {args.target!r} is not a column of {args.holdout}")
+        x_holdout, y_holdout = holdout.drop(columns=[args.target]), holdout[args.target]
+    elif args.promote:
+        raise CommandError("--promote needs --holdout FILE: the quality gate scores the candidate and production "
+                           "on the same holdout")
+    result = register(args.model, x_train, y_train, x_holdout=x_holdout, y_holdout=y_holdout,
+                      name=args.name, task=args.task, class_names=_names(args.class_names), promote=args.promote,
+                      gate_metric=args.gate_metric, settings=settings, actor=_actor())
+    name = args.name or settings.model_name
+    shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()) if k.startswith("test_") or
+                     k in ("f1_macro", "roc_auc_ovr"))
+    print(f"registered {name} v{result.version} ({result.task}) with reference data (run {result.run_id})"
+          + (f": {shown}" if shown else ""))
+    if result.gate is not None:
+        verdict = "promoted" if result.promoted else "not promoted"
+        print(f"{verdict} v{result.version}: {result.gate.reason}")
+        if not result.promoted:
+            return 3
+    return 0
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     from model_registry.client import ModelRegistry
 
@@ -101,12 +140,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def _versions_rows(versions: Sequence[VersionInfo], mode: str) -> list[list[str]]:
-    rows = [["VERSION", "ALIAS" if mode == "alias" else "STAGE", "MODEL", "TEST_ACC", "F1", "CREATED",
+    from model_registry.gate import DEFAULT_GATE_METRIC
+
+    rows = [["VERSION", "ALIAS" if mode == "alias" else "STAGE", "MODEL", "TASK", "METRIC", "CREATED",
              "QUARANTINED", "WHO/WHY"]]
     for v in versions:
         place = ",".join(v.aliases) if mode == "alias" else v.stage
-        acc = v.metrics.get("test_accuracy")
-        f1 = v.metrics.get("f1_macro")
+        task = v.task or ("regression" if "test_rmse" in v.metrics else "classification")
+        metric = DEFAULT_GATE_METRIC["regression" if task == "regression" else "classification"]
+        score = v.metrics.get(metric)
         model = v.tags.get("driftwatch.model", "-") + (f" [fault {v.fault}]" if v.fault else "")
         if v.quarantined:
             quarantined = v.tags.get("driftwatch.quarantined_at", "yes")
@@ -118,9 +160,8 @@ def _versions_rows(versions: Sequence[VersionInfo], mode: str) -> list[list[str]
             who = (f"{v.tags.get('driftwatch.promoted_by')}: promoted"
                    + (f", replaced v{v.previous_version}" if v.previous_version else "")
                    if v.tags.get("driftwatch.promoted_by") else "-")
-        rows.append([v.version, place or "-", model, "-" if acc is None else f"{acc:.4f}",
-                     "-" if f1 is None else f"{f1:.4f}", v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                     quarantined, who])
+        rows.append([v.version, place or "-", model, task, "-" if score is None else f"{metric}={score:.4g}",
+                     v.created_at.strftime("%Y-%m-%d %H:%M:%S"), quarantined, who])
     return rows
 
 
@@ -135,7 +176,8 @@ def cmd_versions(args: argparse.Namespace) -> int:
     settings = _registry_settings()
     registry = ModelRegistry(settings)
     if not registry.model_exists():
-        raise CommandError(f"model {settings.model_name!r} is not registered yet; run `driftwatch train --promote`")
+        raise CommandError(f"model {settings.model_name!r} is not registered yet; "
+                           "register one with `driftwatch register` (`driftwatch train --promote` for the Iris demo)")
     print(format_table(_versions_rows(registry.list_versions(), settings.registry_mode)))
     return 0
 
@@ -228,10 +270,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("register", help="register a model you trained, with its reference data and holdout metrics",
+                       description="Register your own model: MODEL is an MLflow model URI (runs:/..., models:/...), "
+                                   "a local MLflow model folder, or a joblib/pickle file of a fitted estimator.")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--train", required=True, metavar="FILE", help="training data, CSV or Parquet (features + target)")
+    p.add_argument("--target", required=True, metavar="COLUMN", help="the target column of --train and --holdout")
+    p.add_argument("--holdout", metavar="FILE", help="holdout data (CSV or Parquet): metrics and the quality gate")
+    p.add_argument("--name", metavar="NAME", help="registered model name (default: DRIFTWATCH_MODEL_NAME)")
+    p.add_argument("--task", choices=["classification", "regression"], help="override the detected task kind")
+    p.add_argument("--class-names", metavar="A,B,...", help="display names of the classes, in classes_ order")
+    p.add_argument("--string-columns", metavar="A,B,...", help="CSV columns to keep as text even if they look numeric")
+    p.add_argument("--gate-metric", metavar="METRIC",
+                   help="quality gate metric (default: test_accuracy for classifiers, test_rmse for regressors)")
+    p.add_argument("--promote", action="store_true", help="promote if the quality gate passes (needs --holdout)")
+    p.set_defaults(func=cmd_register)
+
     p = sub.add_parser("promote", help="make VERSION production, recording the version it replaces")
     p.add_argument("version")
     p.add_argument("--reason", default="")
-    p.add_argument("--force", action="store_true", help="promote a quarantined version, lifting the quarantine")
+    p.add_argument("--force", action="store_true",
+                   help="promote anyway: a quarantined version (lifting the quarantine), one without reference data, "
+                        "or one whose inputs or task differ from production's")
     p.set_defaults(func=cmd_promote)
 
     p = sub.add_parser("rollback", help="go back to the recorded previous version (or --to VERSION)")

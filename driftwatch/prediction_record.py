@@ -53,12 +53,15 @@ def format_timestamp(epoch: float) -> str:
 
 def prediction_record(timestamp: float, prediction_id: str, features: dict[str, Any], class_id: Any,
                       class_name: str, probability: float | None, model: dict[str, str], latency_ms: float,
-                      seq: int) -> dict[str, Any]:
-    """One ``prediction`` line as a dict (NaN, for a missing value, is written as null)."""
+                      seq: int, *, regression: bool = False) -> dict[str, Any]:
+    """One ``prediction`` line as a dict (NaN, for a missing value, is written as null). A classifier's
+    ``prediction`` is ``{class_id, class_name, probability}``; a regressor's is ``{value}``, the value
+    passed as ``probability`` (the slot the binary frames share)."""
+    prediction: dict[str, Any] = ({"value": probability} if regression else
+                                  {"class_id": class_id, "class_name": class_name, "probability": probability})
     return {"timestamp": format_timestamp(timestamp), "event": EVENT_PREDICTION, "prediction_id": prediction_id,
-            "seq": seq, "features": features,
-            "prediction": {"class_id": class_id, "class_name": class_name, "probability": probability},
-            "model": model, "latency_ms": round(latency_ms, 3)}
+            "seq": seq, "features": features, "prediction": prediction, "model": model,
+            "latency_ms": round(latency_ms, 3)}
 
 
 def log_end_record(timestamp: float, *, instance: str, acknowledged_seq: int, written_seq: int) -> dict[str, Any]:
@@ -92,6 +95,15 @@ class Record:
     prediction_id: str | None
     seq: int | None
     raw: dict[str, Any]
+
+    @property
+    def value(self) -> float:
+        """A regressor's predicted value (NaN when the record has none)."""
+        prediction = self.raw.get("prediction")
+        raw = prediction.get("value") if isinstance(prediction, dict) else None
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            return float("nan")
+        return float(raw)
 
     @property
     def lost(self) -> int:

@@ -210,10 +210,62 @@ class ModelRegistry:
                     self.name, version, PRODUCTION_STAGE, archive_existing_versions=True
                 )
 
+    def version_metrics(self, version: str) -> dict[str, float]:
+        """The metrics logged with the version's run; raises when they cannot be read (the quality
+        gate must not mistake an unreadable production for one without metrics)."""
+        info = self.get_version(version, with_metrics=False)
+        if not info.run_id:
+            raise RegistryError(f"v{version} has no run, so no metrics")
+        with self._call(f"metrics of v{version}"):
+            return dict(self.client.get_run(info.run_id).data.metrics)
+
+    def has_reference(self, info: VersionInfo) -> bool:
+        if not info.run_id:
+            return False
+        with self._call(f"reference data of v{info.version}"):
+            found = self.client.list_artifacts(info.run_id, REFERENCE_ARTIFACT_PATH)
+        return any(Path(f.path).name == "metadata.json" for f in found)
+
+    def input_columns(self, version: str) -> dict[str, str] | None:
+        """The version's input signature as column -> type (None without a column signature)."""
+        with tempfile.TemporaryDirectory(prefix="driftwatch-signature-") as tmp:
+            local = self.download_model(version, Path(tmp))
+            with self._call(f"signature of v{version}"):
+                signature = mlflow.models.Model.load(str(local / "MLmodel")).signature
+        inputs = getattr(signature, "inputs", None)
+        if inputs is None or not inputs.has_input_names():
+            return None
+        return {str(spec.name): str(getattr(spec.type, "name", spec.type)) for spec in inputs.inputs}
+
+    def promotion_problems(self, target: VersionInfo, current: VersionInfo | None) -> list[str]:
+        """Why ``target`` should not replace ``current``: no reference data, another task, or an input
+        signature production's clients cannot use (columns missing, added or retyped)."""
+        problems = []
+        if not self.has_reference(target):
+            problems.append(f"v{target.version} has no reference data, so its drift cannot be watched "
+                            "(register it with `driftwatch register`)")
+        if current is None:
+            return problems
+        if target.task and current.task and target.task != current.task:
+            problems.append(f"v{target.version} is a {target.task} model, production v{current.version} "
+                            f"a {current.task} model")
+        wanted, served = self.input_columns(target.version), self.input_columns(current.version)
+        if wanted is not None and served is not None:
+            missing = [c for c in served if c not in wanted]
+            added = [c for c in wanted if c not in served]
+            retyped = [f"{c} ({served[c]} -> {wanted[c]})" for c in wanted if c in served and wanted[c] != served[c]]
+            for what, names in (("lacks production's input columns", missing),
+                                ("needs input columns production's clients do not send", added),
+                                ("changes the type of", retyped)):
+                if names:
+                    problems.append(f"v{target.version} {what} {', '.join(names)}")
+        return problems
+
     def promote(self, version: str, *, actor: str = "cli", reason: str = "",
                 force: bool = False) -> PromotionResult:
-        """Make ``version`` production, recording the version it replaced. Refuses quarantined
-        versions unless ``force`` (which lifts the quarantine, on the record)."""
+        """Make ``version`` production, recording the version it replaced. Refuses, unless ``force``,
+        quarantined versions (``force`` lifts the quarantine, on the record), versions without
+        reference data and versions whose inputs or task do not match production's."""
         target = self.get_version(version, with_metrics=False)
         if target.quarantined and not force:
             raise PromotionRefused(
@@ -223,6 +275,10 @@ class ModelRegistry:
         current = self.production_version(with_metrics=False)
         if current is not None and current.version == target.version:
             return PromotionResult(version=target.version, previous=current.previous_version, changed=False)
+        if not force:
+            problems = self.promotion_problems(target, current)
+            if problems:
+                raise PromotionRefused("; ".join(problems) + "; promote it with --force if this is intended")
         tags: dict[str, str | None] = {
             TAG_PREVIOUS_VERSION: current.version if current else None,
             TAG_PROMOTED_AT: iso_utc(timespec="seconds"),
@@ -245,7 +301,8 @@ class ModelRegistry:
         version it replaces, with who, when, why, which alert and (from the webhook) which incident."""
         current = self.production_version(with_metrics=False)
         if current is None and not self.model_exists():
-            raise VersionNotFound(f"model {self.name!r} is not registered; run `driftwatch train --promote`")
+            raise VersionNotFound(f"model {self.name!r} is not registered; register one with "
+                                  "`driftwatch register` (`driftwatch train --promote` for the Iris demo)")
         wanted = to if to is not None else (current.previous_version if current else None)
         known: dict[str, VersionInfo] = {}
         if wanted is not None and current is not None and wanted != current.version:
@@ -290,7 +347,7 @@ class ModelRegistry:
         """Copy the version's reference data folder (see ``model_registry.reference``) to ``dst``."""
         info = self.get_version(version, with_metrics=False)
         if not info.run_id:
-            raise RegistryError(f"v{version} has no run, so no reference data; register it with `driftwatch train`")
+            raise RegistryError(f"v{version} has no run, so no reference data; register it with `driftwatch register`")
         dst.mkdir(parents=True, exist_ok=True)
         with self._call(f"downloading reference data of v{version}"):
             path = mlflow.artifacts.download_artifacts(

@@ -29,6 +29,12 @@ class RegistrySettings(BaseSettings):
     max_regression: float = Field(
         default=0.02, ge=0, le=1, description="Quality gate: allowed accuracy drop against production."
     )
+    max_error: float | None = Field(
+        default=None, gt=0, description="Quality gate for regressors: maximum RMSE/MAE (none by default)."
+    )
+    gate_metric: str | None = Field(
+        default=None, description="Quality gate metric (default by task: test_accuracy, test_rmse)."
+    )
     reference_rows: int = Field(default=5000, ge=10, description="Rows of training features kept as reference.")
 
     @field_validator("model_alias")

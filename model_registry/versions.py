@@ -19,6 +19,7 @@ TAG_ROLLED_BACK_TO = "driftwatch.rolled_back_to"
 TAG_QUARANTINE_INCIDENT = "driftwatch.quarantine_incident"  # the webhook's incident key (alert, version, startsAt)
 TAG_FAULT = "driftwatch.fault"
 TAG_MODEL_KIND = "driftwatch.model"
+TAG_TASK = "driftwatch.task"  # classification | regression (model_registry.tasks)
 
 QUARANTINE_TAGS = (
     TAG_QUARANTINED, TAG_QUARANTINE_REASON, TAG_QUARANTINED_AT, TAG_QUARANTINED_BY,
@@ -53,6 +54,10 @@ class VersionInfo:
     @property
     def fault(self) -> str | None:
         return self.tags.get(TAG_FAULT) or None
+
+    @property
+    def task(self) -> str | None:
+        return self.tags.get(TAG_TASK) or None
 
     @property
     def number(self) -> int:

@@ -17,7 +17,8 @@ upload after it was written.
 Frames (little-endian) on stdin:
 
 - ``M`` u32 length, JSON: a model the following rows refer to: ``key``, ``model`` (the record's
-  ``model`` object), ``names`` and ``kinds`` of the features, ``class_ids``, ``class_names``.
+  ``model`` object), ``names`` and ``kinds`` of the features, ``class_ids``, ``class_names``,
+  ``task`` (``classification`` when absent; a regressor's value travels in the probability slot).
 - ``R`` one prediction of numeric features, fixed size per model: key (u16), class position (i16),
   timestamp, latency_ms, probability (doubles; NaN = null), prediction id (32 ASCII bytes), seq
   (u64), one double per feature (NaN = null).
@@ -88,6 +89,7 @@ class _Model:
     class_ids: list[Any]
     class_names: list[str]
     layout: struct.Struct
+    regression: bool = False
 
     @property
     def any_integer(self) -> bool:
@@ -127,8 +129,13 @@ class FrameDecoder:
                 else:
                     features = dict(zip(model.names, values))  # noqa: B905  (the layout has one per name)
                 # NaN (a missing feature, no probability) is written as null by orjson.
-                records.append(prediction_record(timestamp, pid.decode("ascii"), features, model.class_ids[position],
-                                                 model.class_names[position], probability, model.model, latency, seq))
+                if model.regression:
+                    records.append(prediction_record(timestamp, pid.decode("ascii"), features, None, "",
+                                                     probability, model.model, latency, seq, regression=True))
+                else:
+                    records.append(prediction_record(timestamp, pid.decode("ascii"), features,
+                                                     model.class_ids[position], model.class_names[position],
+                                                     probability, model.model, latency, seq))
                 if seq > self.last_seq:
                     self.last_seq = seq
                 continue
@@ -163,7 +170,7 @@ class FrameDecoder:
         self._models[int(spec["key"])] = _Model(
             model=spec["model"], names=list(spec["names"]), integer=[k in _INTEGER_KINDS for k in spec["kinds"]],
             class_ids=list(spec["class_ids"]), class_names=list(spec["class_names"]),
-            layout=row_struct(len(spec["names"])))
+            layout=row_struct(len(spec["names"])), regression=spec.get("task") == "regression")
 
     @property
     def pending_bytes(self) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -111,27 +112,82 @@ class LoopHistogramFamily(Collector):
         yield family
 
 
-# ---------------------------------------------------------------------- the service's metrics
-class ModelSeries:
-    """Cached label children for one model version: what the prediction path touches."""
+class LoopBucketsHistogramFamily(LoopHistogramFamily):
+    """A histogram family whose children each have their own bucket bounds (one child per version:
+    a regressor's predicted-value buckets come from that version's reference data)."""
 
-    def __init__(self, metrics: ServingMetrics, model_name: str, version: str, classes: list[str]) -> None:
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
+        super().__init__(name, documentation, labelnames, (), registry)
+
+    def labels_with_buckets(self, bounds: tuple[float, ...], *values: str) -> LoopHistogram:
+        child = self._children.get(values)
+        if child is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
+            child = self._children[values] = LoopHistogram(tuple(sorted(set(bounds))))
+        return child
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, child in list(self._children.items()):
+            counts, total_sum = list(child.counts), child.sum
+            cumulative, buckets = 0, []
+            for le, count in zip([repr(float(b)) for b in child.bounds] + ["+Inf"], counts, strict=True):
+                cumulative += count
+                buckets.append((le, float(cumulative)))
+            family.add_metric(list(values), buckets, total_sum)
+        yield family
+
+
+# ---------------------------------------------------------------------- the service's metrics
+OTHER_CLASS = "other"  # predicted_class of a label the model does not declare (docs/contract.md)
+NO_CLASS = ""  # predicted_class of a regressor's predictions (an empty label is no label in PromQL)
+
+
+class ModelSeries:
+    """Cached label children for one model version: what the prediction path touches. The
+    ``predicted_class`` label only takes the model's own class names (anything else is ``other``), so
+    the number of series is bounded whatever the model answers."""
+
+    def __init__(self, metrics: ServingMetrics, model_name: str, version: str, classes: list[str], *,
+                 task: str = "classification", value_buckets: tuple[float, ...] = ()) -> None:
         self.duration = metrics.prediction_duration.labels(model_name, version)
         self.validation_errors = metrics.prediction_errors.labels(model_name, version, "validation")
         self.inference_errors = metrics.prediction_errors.labels(model_name, version, "inference")
         self.unavailable_errors = metrics.prediction_errors.labels(model_name, version, "unavailable")
+        self.task = task
         self._by_class = {c: metrics.predictions.labels(model_name, version, c) for c in classes}
         self._metrics = metrics
         self._model_name = model_name
         self._version = version
+        self.values: LoopHistogram | None = None
+        self.rows: LoopCounter | None = None
+        if task == "regression":
+            self.values = metrics.predicted_value.labels_with_buckets(value_buckets, model_name, version)
+            self.rows = metrics.predictions.labels(model_name, version, NO_CLASS)
 
     def predicted(self, class_name: str) -> LoopCounter:
-        """The counter of a class; a class the model did not declare gets its own series once."""
+        """The counter of a class; a class the model did not declare is counted as ``other``."""
         child = self._by_class.get(class_name)
         if child is None:
-            child = self._metrics.predictions.labels(self._model_name, self._version, class_name)
-            self._by_class[class_name] = child
+            child = self._metrics.predictions.labels(self._model_name, self._version, OTHER_CLASS)
+            if len(self._by_class) < 1000:  # a memo, bounded: the series is "other" either way
+                self._by_class[class_name] = child
         return child
+
+    def predicted_values(self, values: list[Any]) -> None:
+        """A regressor's predictions: one histogram observation per finite value, one row counted each."""
+        histogram, rows = self.values, self.rows
+        if histogram is None or rows is None:
+            return
+        for value in values:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            if number == number and number not in (float("inf"), float("-inf")):
+                histogram.observe(number)
+        rows.inc(len(values))
 
 
 class ServingMetrics:
@@ -146,6 +202,11 @@ class ServingMetrics:
         self.predictions = LoopCounterFamily(
             "model_predictions", "Predictions made, by model version and predicted class.",
             ["model_name", "model_version", "predicted_class"], registry)
+        self.predicted_value = LoopBucketsHistogramFamily(
+            "model_predicted_value",
+            "Values a regressor predicted, by version; bucket bounds are quantiles of the version's own "
+            "predictions on its reference rows (docs/contract.md).",
+            ["model_name", "model_version"], registry)
         self.prediction_errors = LoopCounterFamily(
             "model_prediction_errors",
             "Prediction requests that failed: validation (bad input, answered 4xx), inference (the model "
@@ -206,10 +267,11 @@ class ServingMetrics:
 
         self.segments_pending.set_function(lambda: pending_segments(log_dir, instance))
 
-    def series(self, version: str, classes: list[str]) -> ModelSeries:
+    def series(self, version: str, classes: list[str], *, task: str = "classification",
+               value_buckets: tuple[float, ...] = ()) -> ModelSeries:
         found = self._series.get(version)
         if found is None:
-            found = ModelSeries(self, self.model_name, version, classes)
+            found = ModelSeries(self, self.model_name, version, classes, task=task, value_buckets=value_buckets)
             self._series[version] = found
         return found
 

@@ -174,7 +174,8 @@ class ModelStore:
 
     def _swap(self, loaded: LoadedModel) -> None:
         if self.metrics is not None:
-            loaded.series = self.metrics.series(loaded.version, loaded.class_names)
+            loaded.series = self.metrics.series(loaded.version, loaded.class_names, task=loaded.task,
+                                                value_buckets=loaded.value_buckets)
             self.metrics.model_swapped(version=loaded.version, alias=loaded.alias, run_id=loaded.run_id)
             self.metrics.reload_success.inc()
         previous = self.current

@@ -60,6 +60,7 @@ class LogModel:
     kinds: tuple[str, ...]
     class_ids: list[Any]
     class_names: list[str]
+    task: str = "classification"
     numeric: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -134,10 +135,13 @@ class PredictionLog:
                 parts.append(layout.pack(b"R", key, position, timestamp, latency_ms,
                                          NAN if probability is None else probability, pid.encode(), seq, *row))
             else:  # non-numeric features or a class the model did not declare: a ready line
-                class_id = model.class_ids[position] if position is not None else None
-                class_name = model.class_names[position] if position is not None else "unknown"
+                regression = model.task == "regression"
+                known = position is not None and not regression
+                class_id = model.class_ids[position] if known and position is not None else None
+                class_name = model.class_names[position] if known and position is not None else "other"
                 line = to_lines([prediction_record(timestamp, pid, dict(zip(model.names, row, strict=True)), class_id,
-                                                   class_name, probability, model.model, latency_ms, seq)])
+                                                   class_name, probability, model.model, latency_ms, seq,
+                                                   regression=regression)])
                 parts.append(HEADER.pack(b"J", ACK.size + len(line)) + ACK.pack(seq) + line)
         return b"".join(parts)
 
@@ -145,7 +149,8 @@ class PredictionLog:
         key = len(self._frames_of_models)
         layout = row_struct(len(model.names)) if model.numeric else None
         spec = orjson.dumps({"key": key, "model": model.model, "names": model.names, "kinds": model.kinds,
-                             "class_ids": model.class_ids, "class_names": model.class_names})
+                             "class_ids": model.class_ids, "class_names": model.class_names,
+                             "task": model.task})
         frame = HEADER.pack(b"M", len(spec)) + spec
         self._frames_of_models.append(frame)
         self._queue.append((frame, 0, 0))

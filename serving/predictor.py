@@ -3,8 +3,9 @@
 scikit-learn spends ~0.4 ms validating its input for a single row; ONNX Runtime answers one row in
 ~15 µs. A version is compiled with skl2onnx (in float64) and the compiled model is used only if, on
 the warm-up rows (the version's reference sample plus synthetic rows around its range), it predicts
-exactly the same labels as the model's own ``predict`` and the same probabilities to 1e-6. Otherwise
-the service runs the model's own code, off the event loop.
+exactly the same labels as the model's own ``predict`` and the same probabilities to 1e-6 (a
+regressor: the same values to 1e-6, relative). Otherwise the service runs the model's own code, off
+the event loop.
 
 A fault-injection version (``model_registry.faults.FaultyClassifier``) is unwrapped: its estimator is
 what gets compiled, and its ``error_rate``/``latency_seconds``/``flip_rate`` become a ``Fault`` that the
@@ -25,11 +26,13 @@ import numpy as np
 import pandas as pd
 
 from model_registry.faults import FaultyClassifier, InjectedFault, flip_labels
+from model_registry.tasks import TaskKind, detect_task, model_classes, parse_task
 from serving.schema import ModelSchema
 
 logger = logging.getLogger(__name__)
 
 PROBABILITY_TOLERANCE = 1e-6
+VALUE_TOLERANCE = 1e-6  # regressors: |onnx - sklearn| <= 1e-6 * max(1, |sklearn|)
 SYNTHETIC_ROWS = 1000
 Backend = Literal["onnx", "sklearn", "pyfunc"]
 
@@ -95,8 +98,9 @@ class OnnxPredictor:
     blocking = False
     wants_matrix = True
 
-    def __init__(self, session: Any, *, with_probabilities: bool) -> None:
+    def __init__(self, session: Any, *, with_probabilities: bool, dtype: Any = np.float64) -> None:
         self.session = session
+        self.dtype = dtype
         self.input_name = session.get_inputs()[0].name
         outputs = [o.name for o in session.get_outputs()]
         self.label_output = "label" if "label" in outputs else outputs[0]
@@ -106,6 +110,8 @@ class OnnxPredictor:
         self.with_probabilities = len(self.outputs) == 2
 
     def predict(self, x: Any) -> Output:
+        if self.dtype is not np.float64:
+            x = np.asarray(x, dtype=self.dtype)
         result = self.session.run(self.outputs, {self.input_name: x})
         labels = result[0].ravel().tolist()
         return Output(labels=labels, probabilities=result[1] if self.with_probabilities else None)
@@ -116,9 +122,9 @@ class SklearnPredictor:
     blocking = True
     wants_matrix = False
 
-    def __init__(self, estimator: Any) -> None:
+    def __init__(self, estimator: Any, *, with_probabilities: bool = True) -> None:
         self.estimator = estimator
-        self.with_probabilities = hasattr(estimator, "predict_proba")
+        self.with_probabilities = with_probabilities and hasattr(estimator, "predict_proba")
 
     def predict(self, x: Any) -> Output:
         with warnings.catch_warnings():
@@ -149,12 +155,14 @@ class LoadedPredictor:
     fault: Fault
     classes: list[Any] | None  # the estimator's classes_, when it has them
     check: str  # how the choice of backend was made, for /metadata and logs
+    task: TaskKind = "classification"
 
 
 def load_predictor(model_dir: Path, schema: ModelSchema, warmup_rows: list[list[Any]], *,
-                   backend: str = "auto") -> LoadedPredictor:
+                   backend: str = "auto", task: str | None = None) -> LoadedPredictor:
     """Load the MLflow model at ``model_dir``, pick the fastest backend that gives its own answers,
-    and warm it up on ``warmup_rows``."""
+    and warm it up on ``warmup_rows``. ``task`` overrides the detected kind (classification or
+    regression)."""
     import mlflow
 
     flavors = mlflow.models.Model.load(str(model_dir / "MLmodel")).flavors
@@ -164,7 +172,8 @@ def load_predictor(model_dir: Path, schema: ModelSchema, warmup_rows: list[list[
         model = mlflow.pyfunc.load_model(str(model_dir))
         pyfunc = PyfuncPredictor(model)
         _warm_up(pyfunc, schema, warmup_rows)
-        return LoadedPredictor(pyfunc, NO_FAULT, None, "pyfunc model: served through mlflow.pyfunc")
+        return LoadedPredictor(pyfunc, NO_FAULT, None, "pyfunc model: served through mlflow.pyfunc",
+                               parse_task(task) if task else "regression")
 
     estimator = mlflow.sklearn.load_model(str(model_dir))
     fault = NO_FAULT
@@ -172,46 +181,65 @@ def load_predictor(model_dir: Path, schema: ModelSchema, warmup_rows: list[list[
         fault = Fault(float(estimator.error_rate), float(estimator.latency_seconds),
                       float(getattr(estimator, "flip_rate", 0.0)))
         estimator = estimator.estimator
-    classes = [c.item() if isinstance(c, np.generic) else c for c in getattr(estimator, "classes_", [])] or None
-    native = SklearnPredictor(estimator)
+    kind = detect_task(estimator, task)
+    classes = model_classes(estimator) if kind == "classification" and hasattr(estimator, "classes_") else None
+    native = SklearnPredictor(estimator, with_probabilities=kind == "classification")
     if backend == "native" or not schema.all_numeric:
         why = "DRIFTWATCH_INFERENCE_BACKEND=native" if backend == "native" else "non-numeric features"
         _warm_up(native, schema, warmup_rows)
-        return LoadedPredictor(native, fault, classes, f"scikit-learn ({why})")
+        return LoadedPredictor(native, fault, classes, f"scikit-learn ({why})", kind)
     try:
-        compiled = compile_onnx(estimator, len(schema.names), with_probabilities=native.with_probabilities)
+        compiled = compile_onnx(estimator, len(schema.names), with_probabilities=native.with_probabilities,
+                                classifier=kind == "classification")
         rows = verification_rows(schema, warmup_rows)
-        mismatch = compare(compiled, native, schema, rows)
+        mismatch = compare(compiled, native, schema, rows, regression=kind == "regression")
     except Exception as exc:  # skl2onnx raises many kinds for models it cannot convert
         mismatch = f"cannot compile to ONNX ({type(exc).__name__}: {str(exc)[:200]})"
     if mismatch is None:
         _warm_up(compiled, schema, warmup_rows)
-        return LoadedPredictor(compiled, fault, classes,
-                               f"onnx: same labels and probabilities (±{PROBABILITY_TOLERANCE:g}) as scikit-learn "
-                               f"on {len(rows)} warm-up rows")
+        same = (f"same values (±{VALUE_TOLERANCE:g} relative)" if kind == "regression" else
+                f"same labels and probabilities (±{PROBABILITY_TOLERANCE:g})")
+        return LoadedPredictor(compiled, fault, classes, f"onnx: {same} as scikit-learn on {len(rows)} warm-up rows",
+                               kind)
     if backend == "onnx":
         raise ModelLoadError(f"DRIFTWATCH_INFERENCE_BACKEND=onnx, but {mismatch}")
     logger.warning("serving with scikit-learn itself: %s", mismatch)
     _warm_up(native, schema, warmup_rows)
-    return LoadedPredictor(native, fault, classes, f"scikit-learn ({mismatch})")
+    return LoadedPredictor(native, fault, classes, f"scikit-learn ({mismatch})", kind)
 
 
-def compile_onnx(estimator: Any, n_features: int, *, with_probabilities: bool) -> OnnxPredictor:
+def compile_onnx(estimator: Any, n_features: int, *, with_probabilities: bool,
+                 classifier: bool = True) -> OnnxPredictor:
+    """Compile in float64; a model whose float64 graph ONNX Runtime cannot run (tree ensembles: its
+    TreeEnsembleRegressor computes in float32) is compiled in float32, which is what scikit-learn's
+    trees compare with anyway. Either way ``compare`` decides whether the result is used."""
     import onnxruntime as ort
     from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import DoubleTensorType
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        onx = to_onnx(estimator, initial_types=[("X", DoubleTensorType([None, n_features]))],
-                      options={"zipmap": False})
     options = ort.SessionOptions()
     # One thread: the service is one process on a shared machine; requests are single rows.
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    session = ort.InferenceSession(onx.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return OnnxPredictor(session, with_probabilities=with_probabilities)
+    first_error: Exception | None = None
+    # zipmap is an option of classifiers with probabilities only: regressors and LinearSVC refuse it.
+    attempts = [(tensor, dtype, zipmap) for tensor, dtype in ((DoubleTensorType, np.float64),
+                                                             (FloatTensorType, np.float32))
+                for zipmap in ((True, False) if classifier else (False,))]
+    for tensor, dtype, zipmap in attempts:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                onx = to_onnx(estimator, initial_types=[("X", tensor([None, n_features]))],
+                              options={"zipmap": False} if zipmap else None)
+            session = ort.InferenceSession(onx.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # skl2onnx and onnxruntime raise many kinds
+            first_error = first_error or exc
+            continue
+        return OnnxPredictor(session, with_probabilities=with_probabilities, dtype=dtype)
+    assert first_error is not None
+    raise first_error
 
 
 def verification_rows(schema: ModelSchema, warmup_rows: list[list[Any]], *, seed: int = 0) -> np.ndarray:
@@ -227,11 +255,26 @@ def verification_rows(schema: ModelSchema, warmup_rows: list[list[Any]], *, seed
     return np.vstack([base, synthetic])
 
 
-def compare(candidate: Predictor, native: SklearnPredictor, schema: ModelSchema, rows: np.ndarray) -> str | None:
+def compare(candidate: Predictor, native: SklearnPredictor, schema: ModelSchema, rows: np.ndarray, *,
+            regression: bool = False) -> str | None:
     """None when ``candidate`` answers like ``native`` on every row (and on single rows); else why not."""
     frame = schema.to_frame(rows.tolist())
     want = native.predict(frame)
     got = candidate.predict(rows)
+    if regression:
+        expected = np.asarray(want.labels, dtype=np.float64)
+        found = np.asarray(got.labels, dtype=np.float64)
+        if expected.shape != found.shape:
+            return f"ONNX answers {found.size} values for {expected.size} rows"
+        gap = np.abs(found - expected) / np.maximum(1.0, np.abs(expected))
+        worst = float(np.max(gap)) if gap.size else 0.0
+        if not worst <= VALUE_TOLERANCE:
+            return f"ONNX values differ from scikit-learn by up to {worst:.2g} (relative) on the warm-up rows"
+        single = np.asarray(candidate.predict(rows[:1]).labels, dtype=np.float64)
+        first = float(expected[0])
+        if single.size != 1 or not abs(float(single[0]) - first) <= VALUE_TOLERANCE * max(1.0, abs(first)):
+            return "ONNX answers a single row differently from a batch"
+        return None
     bad = [i for i, (a, b) in enumerate(zip(want.labels, got.labels, strict=True)) if a != b]
     if bad:
         return f"ONNX labels differ from scikit-learn on {len(bad)} of {len(rows)} warm-up rows"
@@ -241,8 +284,8 @@ def compare(candidate: Predictor, native: SklearnPredictor, schema: ModelSchema,
         worst = float(np.max(np.abs(want.probabilities - got.probabilities)))
         if not worst <= PROBABILITY_TOLERANCE:
             return f"ONNX probabilities differ from scikit-learn by up to {worst:.2g} on the warm-up rows"
-    single = candidate.predict(rows[:1])
-    if single.labels != want.labels[:1]:
+    one = candidate.predict(rows[:1])
+    if one.labels != want.labels[:1]:
         return "ONNX answers a single row differently from a batch"
     return None
 

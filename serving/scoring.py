@@ -20,7 +20,7 @@ from typing import Any, Literal
 import orjson
 
 from driftwatch import jsonsafe
-from serving.metrics import ServingMetrics
+from serving.metrics import OTHER_CLASS, ServingMetrics
 from serving.model_store import LoadedModel, ModelStore
 from serving.prediction_log import PredictionLog
 from serving.request_formats import InputProblem
@@ -131,11 +131,13 @@ class Scorer:
         n = len(labels)
         if len(labels) != len(rows):
             return self._error(endpoint, 500, "inference", f"the model answered {n} rows for {len(rows)}")
+        if model.task == "regression":
+            return self._values(endpoint, model, rows, labels, elapsed)
         index = model.class_index
         names = model.class_names
         ids = model.class_ids
         positions = [index.get(label) for label in labels]
-        class_names = [names[p] if p is not None else str(label) for p, label in zip(positions, labels, strict=True)]
+        class_names = [names[p] if p is not None else OTHER_CLASS for p in positions]
         class_ids = [ids[p] if p is not None else label for p, label in zip(positions, labels, strict=True)]
         proba = output.probabilities.tolist() if output.probabilities is not None else None
         top = ([row[p] if p is not None else max(row) for row, p in zip(proba, positions, strict=True)]
@@ -159,6 +161,28 @@ class Scorer:
             for pid, cid, cname, p, prow in zip(prediction_ids, class_ids, class_names, top,
                                                proba if proba is not None else [None] * n, strict=True)
         ]
+        return Answer(200, orjson.dumps({"model_name": model.name, "model_version": version,
+                                         "predictions": predictions}))
+
+    def _values(self, endpoint: Endpoint, model: LoadedModel, rows: list[list[Any]], labels: list[Any],
+                elapsed: float) -> Answer:
+        """A regressor's answer: one value per row, observed in the predicted-value histogram and
+        logged as ``{"value": ...}``."""
+        n = len(labels)
+        values = [float(v) if isinstance(v, int | float) else None for v in labels]
+        prediction_ids = self.ids.take(n)
+        self.predictions_total += n
+        series = model.series
+        if series is not None:
+            series.duration.observe(elapsed)
+            series.predicted_values(values)
+        if self.log is not None:
+            self.log.add(time.time(), model.log_model, rows, prediction_ids, [0] * n, values, elapsed * 1000.0)
+        if endpoint == "invocations":
+            return Answer(200, orjson.dumps({"predictions": labels}))
+        version = model.version
+        predictions = [{"prediction_id": pid, "value": value, "model_version": version}
+                       for pid, value in zip(prediction_ids, values, strict=True)]
         return Answer(200, orjson.dumps({"model_name": model.name, "model_version": version,
                                          "predictions": predictions}))
 

@@ -118,7 +118,7 @@ def test_the_cli_works_on_the_embedded_sqlite_default(tmp_path: Path) -> None:
     row1 = next(line for line in lines if line.startswith("1 "))
     assert "production" in row1 and "drill" in row2 and "fault errors=0.5" in row2
     assert (tmp_path / "home" / "mlflow.db").is_file()
-    assert any((tmp_path / "home" / "artifacts").rglob("reference/features.csv"))
+    assert any((tmp_path / "home" / "artifacts").rglob("reference/features.parquet"))
 
 
 @pytest.mark.parametrize(

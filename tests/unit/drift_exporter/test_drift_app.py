@@ -36,6 +36,9 @@ class _Model:
         exp = np.exp(scores - scores.max(axis=1, keepdims=True))
         return exp / exp.sum(axis=1, keepdims=True)
 
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.classes_[self.predict_proba(frame).argmax(axis=1)]
+
 
 class FakeRegistry:
     """Production version and reference folders, like model_registry.ModelRegistry."""

@@ -19,7 +19,8 @@ from model_registry import RegistryError, RegistrySettings, RegistryUnavailable,
 from model_registry.data import load_iris_dataset
 from model_registry.faults import FaultyClassifier
 from model_registry.reference import build_reference, write_reference
-from model_registry.training import FAULTY_TYPES, build_estimator
+from model_registry.register import FAULTY_TYPES
+from model_registry.training import build_estimator
 from serving.settings import ServingSettings
 
 MODEL_NAME = "iris-classifier"

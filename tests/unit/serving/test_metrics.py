@@ -48,8 +48,11 @@ def test_counters_carry_the_design_labels() -> None:
         "model_name": "iris-classifier", "model_version": "3", "predicted_class": "setosa"}) == 2
     assert registry.get_sample_value("model_predictions_total", {
         "model_name": "iris-classifier", "model_version": "3", "predicted_class": "virginica"}) == 0
+    # A label the model does not declare is counted as "other", never as a series of its own.
     assert registry.get_sample_value("model_predictions_total", {
-        "model_name": "iris-classifier", "model_version": "3", "predicted_class": "unexpected"}) == 1
+        "model_name": "iris-classifier", "model_version": "3", "predicted_class": "unexpected"}) is None
+    assert registry.get_sample_value("model_predictions_total", {
+        "model_name": "iris-classifier", "model_version": "3", "predicted_class": "other"}) == 1
     assert registry.get_sample_value("model_prediction_errors_total", {
         "model_name": "iris-classifier", "model_version": "3", "reason": "validation"}) == 1
     assert registry.get_sample_value("http_requests_total", {"handler": "/predict", "method": "POST",
@@ -76,3 +79,20 @@ def test_the_exposition_parses_and_promtool_has_no_complaint() -> None:
     promtool = require_binary("promtool")
     checked = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
     assert checked.returncode == 0 and not checked.stdout.strip() and not checked.stderr.strip(), checked
+
+
+def test_a_regressor_has_a_value_histogram_with_its_own_buckets_and_no_class_series() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from serving.metrics import ServingMetrics
+
+    registry = CollectorRegistry()
+    metrics = ServingMetrics(registry, "price")
+    series = metrics.series("2", [], task="regression", value_buckets=(10.0, 20.0, 30.0))
+    series.predicted_values([5.0, 15.0, 15.5, 35.0, float("nan"), None])
+    labels = {"model_name": "price", "model_version": "2"}
+    assert registry.get_sample_value("model_predicted_value_bucket", {**labels, "le": "10.0"}) == 1
+    assert registry.get_sample_value("model_predicted_value_bucket", {**labels, "le": "20.0"}) == 3
+    assert registry.get_sample_value("model_predicted_value_bucket", {**labels, "le": "+Inf"}) == 4
+    assert registry.get_sample_value("model_predicted_value_count", labels) == 4
+    assert registry.get_sample_value("model_predictions_total", {**labels, "predicted_class": ""}) == 6

@@ -100,7 +100,23 @@ def test_rows_the_fixed_layout_cannot_carry_go_as_ready_lines(tmp_path: Path) ->
     add(log, iris(), start=1, position=None)  # a class the model did not declare
     records = decode(log)
     assert records[0]["features"] == {"city": "Oslo", "n": 1.0}
-    assert records[1]["prediction"]["class_name"] == "unknown" and records[1]["prediction"]["class_id"] is None
+    assert records[1]["prediction"]["class_name"] == "other" and records[1]["prediction"]["class_id"] is None
+
+
+@pytest.mark.parametrize("kinds", [("double",) * 4, ("double", "double", "double", "string")], ids=["fast", "ready"])
+def test_a_regressor_logs_its_value_and_no_class(tmp_path: Path, kinds: tuple[str, ...]) -> None:
+    log = new_log(tmp_path)
+    model = LogModel(model=MODEL, names=NAMES, kinds=kinds, class_ids=[], class_names=[], task="regression")
+    add(log, model, 2, row=[5.1, 3.5, 1.4, 0.2 if kinds[-1] == "double" else "x"], probability=1234.5)
+    records = decode(log)
+    assert [r["prediction"] for r in records] == [{"value": 1234.5}] * 2
+
+
+def test_string_class_labels_are_logged_as_they_are() -> None:
+    model = LogModel(model=MODEL, names=("a",), kinds=("double",), class_ids=["no", "yes"], class_names=["no", "yes"])
+    log = new_log(Path("/nonexistent"))
+    add(log, model, row=[1.0], position=1, probability=0.8)
+    assert decode(log)[0]["prediction"] == {"class_id": "yes", "class_name": "yes", "probability": 0.8}
 
 
 def test_a_frame_split_across_reads_is_kept_for_the_next_read(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ IRIS = ModelSchema([FeatureSpec(n, "double") for n in ROW])
 
 def reference_rows(saved: SavedModel) -> list[list[float]]:
     assert saved.reference_dir is not None
-    return pd.read_csv(saved.reference_dir / "features.csv").to_numpy().tolist()
+    return pd.read_parquet(saved.reference_dir / "features.parquet").to_numpy().tolist()
 
 
 @pytest.mark.parametrize("kind", ["logreg", "svm"])
