@@ -9,6 +9,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -67,12 +68,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.version is not None:
         suffix = f" with fault {fault.describe()} (for drills)" if fault else ""
         print(f"registered {settings.model_name} v{result.version} with reference data{suffix}")
-    if result.gate is not None:
-        verdict = "promoted" if result.promoted else "not promoted"
-        print(f"{verdict} v{result.version}: {result.gate.reason}")
-        if not result.promoted:
-            return 3
-    return 0
+    return _gate_verdict(result.version, result.gate, result.promoted)
+
+
+def _gate_verdict(version: str | None, gate: Any, promoted: bool) -> int:
+    """Print the quality gate's verdict; exit status 3 when it refused."""
+    if gate is None:
+        return 0
+    print(f"{'promoted' if promoted else 'not promoted'} v{version}: {gate.reason}")
+    return 0 if promoted else 3
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -106,12 +110,7 @@ def cmd_register(args: argparse.Namespace) -> int:
                      k in ("f1_macro", "roc_auc_ovr"))
     print(f"registered {name} v{result.version} ({result.task}) with reference data (run {result.run_id})"
           + (f": {shown}" if shown else ""))
-    if result.gate is not None:
-        verdict = "promoted" if result.promoted else "not promoted"
-        print(f"{verdict} v{result.version}: {result.gate.reason}")
-        if not result.promoted:
-            return 3
-    return 0
+    return _gate_verdict(result.version, result.gate, result.promoted)
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
