@@ -56,6 +56,7 @@ def answers(stack: Stack, token: str, bad_version: str) -> dict[str, str]:
     return out
 
 
+@pytest.mark.timeout(1500)  # the whole demo on PostgreSQL + S3: ~10 min at a load average of 20 on 2 cores
 def test_the_demo_scenario_on_postgres_and_s3_rolls_back_once_and_never_shows_a_credential(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
     for name in ("prometheus", "prometheus-alertmanager"):
