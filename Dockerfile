@@ -70,7 +70,7 @@ COPY --chmod=0755 deploy/bootstrap_model.py /usr/local/bin/driftwatch-bootstrap-
 USER 10001:10001
 WORKDIR /var/lib/driftwatch
 
-# serving, drift exporter, rollback webhook, MLflow tracking server (see DESIGN.md)
+# serving, drift exporter, rollback webhook, MLflow tracking server (ports: docs/contract.md)
 EXPOSE 8000 9101 9102 9103 5000
 
 CMD ["driftwatch", "--help"]

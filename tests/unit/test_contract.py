@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
-from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from drift_exporter.metrics import DriftMetrics
@@ -21,6 +20,7 @@ from rollback_webhook.metrics import WebhookMetrics
 from rollback_webhook.settings import WebhookSettings
 from serving.metrics import ServingMetrics
 from serving.settings import ServingSettings
+from tests.unit.deploy.deploy_files import field_default
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = ROOT / "docs" / "contract.md"
@@ -128,14 +128,6 @@ def test_the_alert_table_lists_exactly_the_alerts_the_rules_define_with_severity
         severity, rollback = rows[alert]
         assert labels.get("severity") == severity, alert
         assert labels.get("rollback", "") == rollback, alert
-
-
-def field_default(settings: type[BaseSettings], env_name: str) -> object:
-    for info in settings.model_fields.values():
-        alias = info.validation_alias
-        if isinstance(alias, AliasChoices) and env_name in alias.choices:
-            return info.default
-    raise AssertionError(f"{settings.__name__} has no setting {env_name}")
 
 
 @pytest.mark.parametrize(("process", "settings"), [

@@ -317,3 +317,12 @@ def environment_names(settings: type[BaseSettings]) -> set[str]:
         else:
             names.add(f"{prefix}{field_name}".upper())
     return names
+
+
+def field_default(settings: type[BaseSettings], env_name: str) -> object:
+    """The default of the setting read from environment variable ``env_name``."""
+    for info in settings.model_fields.values():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices) and env_name in alias.choices:
+            return info.default
+    raise AssertionError(f"{settings.__name__} has no setting {env_name}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from drift_exporter.settings import DriftExporterSettings
@@ -13,7 +12,7 @@ from driftwatch.stack import Stack, StackSettings
 from model_registry.settings import RegistrySettings
 from rollback_webhook.settings import WebhookSettings
 from serving.settings import ServingSettings
-from tests.unit.deploy.deploy_files import REPO, Compose, environment_names
+from tests.unit.deploy.deploy_files import REPO, Compose, environment_names, field_default
 
 # docs/contract.md, "Ports and processes": the contract every part and every user relies on.
 CONTRACT_PORTS = {
@@ -35,14 +34,6 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "drift-exporter": DriftExporterSettings,
     "rollback-webhook": WebhookSettings,
 }
-
-
-def field_default(settings: type[BaseSettings], env_name: str) -> object:
-    for info in settings.model_fields.values():
-        alias = info.validation_alias
-        if isinstance(alias, AliasChoices) and env_name in alias.choices:
-            return info.default
-    raise AssertionError(f"{settings.__name__} has no setting {env_name}")
 
 
 @pytest.fixture(scope="module")
