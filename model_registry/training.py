@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
@@ -38,7 +39,9 @@ def build_estimator(kind: ModelKind, seed: int) -> Pipeline:
     if kind == "logreg":
         clf: Any = LogisticRegression(max_iter=1000, C=1.0, random_state=seed)
     elif kind == "svm":
-        clf = SVC(kernel="rbf", C=1.0, probability=True, random_state=seed)
+        # scikit-learn 1.9 deprecates SVC(probability=True) (gone in 1.11); its replacement is Platt scaling by
+        # CalibratedClassifierCV with one SVC fitted on all the data (ensemble=False), which skl2onnx converts too.
+        clf = CalibratedClassifierCV(SVC(kernel="rbf", C=1.0, random_state=seed), ensemble=False)
     else:
         raise ValueError(f"unknown model {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
     return Pipeline([("scale", StandardScaler()), ("clf", clf)])
