@@ -159,6 +159,19 @@ def check_same_answers(mlflow_url: str, ours_url: str, rows: list[dict[str, floa
     return len(rows)
 
 
+def bench_env(home: Path) -> dict[str, str]:
+    """The environment of the servers a benchmark starts (an embedded registry in ``home``), also
+    applied to this process, which registers the models."""
+    # mlflow models serve execs `uvicorn`: the virtualenv's bin folder must be on PATH.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "DRIFTWATCH_HOME": str(home), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+           "PYTHONWARNINGS": "ignore"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.update({k: v for k, v in env.items() if k.startswith(("DRIFTWATCH_", "MLFLOW_"))})
+    return env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
@@ -170,12 +183,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="driftwatch-bench-serving-") as tmp:
         work = Path(tmp)
         home = work / "home"
-        # mlflow models serve execs `uvicorn`: the virtualenv's bin folder must be on PATH.
-        path = f"{Path(py).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        base_env = {**os.environ, "PATH": path, "DRIFTWATCH_HOME": str(home), "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-                    "PYTHONWARNINGS": "ignore"}
-        base_env.pop("MLFLOW_TRACKING_URI", None)
-        os.environ.update({k: v for k, v in base_env.items() if k.startswith(("DRIFTWATCH_", "MLFLOW_"))})
+        base_env = bench_env(home)
         settings = RegistrySettings(home=home)
         trained = train_and_register(settings, promote=True)
         version = str(trained.version)

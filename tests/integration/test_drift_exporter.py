@@ -39,10 +39,14 @@ def sample(reference: pd.DataFrame, rows: int, seed: int, shift: dict[str, float
     return frame
 
 
-def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    text = httpx.get(f"{url}/metrics", timeout=5).text
+def samples_of(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a /metrics page, by name and labels."""
     return {(s.name, frozenset(s.labels.items())): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return samples_of(httpx.get(f"{url}/metrics", timeout=5).text)
 
 
 def gauge(samples: dict, name: str, **labels: str) -> float | None:

@@ -115,3 +115,23 @@ def test_onnx_backend_refuses_a_model_that_is_not_scikit_learn(tmp_path: Any) ->
     loaded = load_predictor(tmp_path / "echo", IRIS, [list(ROW.values())])
     assert loaded.predictor.backend == "pyfunc"
     assert loaded.predictor.predict(IRIS.to_frame([list(ROW.values())] * 2)).labels == [0, 0]
+
+
+def test_a_pipeline_ending_in_a_classifier_without_probabilities_compiles() -> None:
+    """skl2onnx hands a Pipeline's last classifier zipmap=True unless the options name it; LinearSVC
+    has no zipmap option, so the options are keyed by the final estimator (labels 1..3 kept)."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    from serving.predictor import compile_onnx
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 3)) + np.repeat(np.eye(3) * 3, 100, axis=0)
+    y = np.repeat([1, 2, 3], 100)
+    model = Pipeline([("scale", StandardScaler()), ("svc", LinearSVC(random_state=0))]).fit(x, y)
+    compiled = compile_onnx(model, 3, with_probabilities=False, classifier=True)
+    schema = ModelSchema([FeatureSpec(n, "double") for n in ("a", "b", "c")])
+    assert compare(compiled, SklearnPredictor(model, with_probabilities=False), schema,
+                   verification_rows(schema, x.tolist())) is None
+    assert compiled.predict(x[:5]).labels == model.predict(x[:5]).tolist()
