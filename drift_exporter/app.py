@@ -12,7 +12,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import FastAPI, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from drift_exporter.metrics import DriftMetrics
@@ -21,7 +21,7 @@ from drift_exporter.report import render_report
 from drift_exporter.settings import DriftExporterSettings
 from driftwatch.http_metrics import HttpMetricsMiddleware
 from driftwatch.periodic import start_periodic
-from driftwatch.server_limits import LimitsMiddleware
+from driftwatch.server_limits import LIMIT_RESPONSES, LimitsMiddleware, Problem
 
 log = logging.getLogger("drift_exporter")
 JOB_ID = "drift-check"
@@ -57,7 +57,7 @@ def create_app(settings: DriftExporterSettings, *, registry: CollectorRegistry |
             if scheduler is not None:
                 scheduler.shutdown(wait=True)
 
-    app = FastAPI(title="Driftwatch drift exporter", lifespan=lifespan)
+    app = FastAPI(title="Driftwatch drift exporter", lifespan=lifespan, responses=LIMIT_RESPONSES)
     # Server limits (driftwatch.server_limits) inside the metrics; the exporter takes no bodies.
     app.add_middleware(LimitsMiddleware, max_body_bytes=EXPORTER_MAX_BODY_BYTES,
                        max_concurrent_requests=settings.server_limits().max_concurrent_requests)
@@ -67,7 +67,7 @@ def create_app(settings: DriftExporterSettings, *, registry: CollectorRegistry |
     app.state.metrics = metrics
     app.state.scheduler = None
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     def metrics_route() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -79,7 +79,11 @@ def create_app(settings: DriftExporterSettings, *, registry: CollectorRegistry |
                 "result": None if result is None else _finite(result.to_dict())}
         return JSONResponse(body)
 
-    @app.get("/report", response_class=HTMLResponse)
+    @app.get("/report", response_class=HTMLResponse, responses={
+        200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "Evidently's HTML report"},
+        503: {"content": {"application/json": {"schema": Problem.model_json_schema()}},
+              "description": "No report yet: no version in production or no finished check, an empty window, "
+                             "or a report being built (Retry-After)"}})
     def report() -> Response:
         """Evidently's data drift report of the current window against the production reference."""
         reference = monitor.current_reference()
@@ -99,7 +103,7 @@ def create_app(settings: DriftExporterSettings, *, registry: CollectorRegistry |
             report_lock.release()
         return HTMLResponse(html)
 
-    @app.get("/health")
+    @app.get("/health", responses={503: {"description": "The scheduler has stopped"}})
     def health() -> JSONResponse:
         """Alive and scheduling (a failed check is reported, not fatal: see /drift)."""
         state, _ = monitor.snapshot()

@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, BaseModel, Field
 from pydantic_settings import BaseSettings
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -50,6 +50,23 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 DESCRIPTOR_RESERVE = 64  # kept for files, the registry, the log writer's pipe, sockets to other services
 MAX_DERIVED_CONNECTIONS = 4096
 CLOSE_REASONS = ("header_timeout", "body_timeout", "header_too_large", "evicted", "over_capacity")
+
+
+class Problem(BaseModel):
+    """The error answer of every Driftwatch service, ``{"detail": "..."}`` (some add fields, e.g.
+    ``field``): the limits below answer with it, and the services document their own errors with it."""
+
+    detail: str
+
+
+# What any route can answer because of the limits (``FastAPI(responses=LIMIT_RESPONSES)`` documents
+# them in OpenAPI; a route documents its own meaning of a status over these).
+LIMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    408: {"model": Problem, "description": "The body did not arrive within DRIFTWATCH_HTTP_BODY_TIMEOUT_SECONDS"},
+    413: {"model": Problem, "description": "The body is over the service's limit"},
+    503: {"model": Problem, "description": "DRIFTWATCH_HTTP_MAX_CONCURRENT_REQUESTS requests are being answered; "
+                                           "retry after Retry-After seconds"},
+}
 
 
 def derived_max_connections() -> int:

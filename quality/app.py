@@ -20,7 +20,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
@@ -28,8 +28,8 @@ from starlette.concurrency import run_in_threadpool
 from driftwatch.auth import bearer_matches
 from driftwatch.clock import iso_utc
 from driftwatch.periodic import start_periodic
-from driftwatch.server_limits import LimitsMiddleware
-from quality.feedback import FeedbackProblem, parse_body
+from driftwatch.server_limits import LIMIT_RESPONSES, LimitsMiddleware, Problem
+from quality.feedback import FeedbackProblem, feedback_schema, parse_body
 from quality.metrics import QualityMetrics
 from quality.monitor import QualityMonitor
 from quality.reference import VersionSource
@@ -38,6 +38,8 @@ from quality.store import QualityStore
 
 log = logging.getLogger("quality")
 JOB_ID = "quality-evaluation"
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Missing or wrong bearer token (DRIFTWATCH_QUALITY_TOKEN)"}}
 LISTED_IDS = 100  # unknown / duplicate ids named in an answer (the counts are complete)
 
 
@@ -81,7 +83,7 @@ def create_app(settings: QualitySettings, *, registry: CollectorRegistry | None 
                 scheduler.shutdown(wait=True)
             store.close()
 
-    app = FastAPI(title="Driftwatch quality service", lifespan=lifespan)
+    app = FastAPI(title="Driftwatch quality service", lifespan=lifespan, responses=LIMIT_RESPONSES)
     # Server limits (driftwatch.server_limits): body (chunked included) and concurrency.
     app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes,
                        max_concurrent_requests=settings.server_limits().max_concurrent_requests)
@@ -107,8 +109,16 @@ def create_app(settings: QualitySettings, *, registry: CollectorRegistry | None 
             return True
         return bearer_matches(request.headers.get("authorization"), token)
 
-    @app.post("/feedback", responses={401: {"description": "missing or wrong bearer token"},
-                                      413: {"description": "too large"}, 422: {"description": "a bad label"}})
+    @app.post("/feedback", responses={
+        **UNAUTHORIZED,
+        400: {"model": Problem, "description": "The body is not JSON"},
+        413: {"model": Problem, "description": "The body is over DRIFTWATCH_QUALITY_MAX_BODY_BYTES, or more labels "
+                                               "than DRIFTWATCH_QUALITY_MAX_FEEDBACK_ITEMS"},
+        415: {"model": Problem, "description": "A content type other than JSON"},
+        422: {"model": Problem, "description": "A bad label; 'field' names where"},
+        503: {"model": Problem, "description": "The quality store cannot be reached; nothing was stored"}},
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": feedback_schema(settings.max_feedback_items)}}}})
     async def feedback(request: Request) -> Response:
         """Labels: ``{"prediction_id", "actual", "timestamp"?}``, a list of them, or ``{"labels": [...]}``.
         The first label of a prediction wins; unknown ids are kept until their prediction is read."""
@@ -116,20 +126,13 @@ def create_app(settings: QualitySettings, *, registry: CollectorRegistry | None 
             return _problem(401, "Authorization", "missing or wrong bearer token "
                                                   "(Authorization: Bearer <DRIFTWATCH_QUALITY_TOKEN>)",
                             **{"WWW-Authenticate": "Bearer"})
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
-            return _problem(413, "body", f"the body has {length} bytes; at most {settings.max_body_bytes}")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > settings.max_body_bytes:
-                return _problem(413, "body", f"the body is larger than {settings.max_body_bytes} bytes")
+        body = await request.body()  # at most DRIFTWATCH_QUALITY_MAX_BODY_BYTES: LimitsMiddleware read it
         media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
         if media != "application/json" and not media.endswith("+json"):
             return _problem(415, "Content-Type", f"{media} is not supported; send application/json")
         now = clock()
         try:
-            parsed = parse_body(bytes(body), now=now, max_items=settings.max_feedback_items)
+            parsed = parse_body(body, now=now, max_items=settings.max_feedback_items)
         except FeedbackProblem as problem:
             metrics.feedback.labels(name, "invalid").inc(max(problem.items, 1))
             return _problem(problem.status, problem.field, str(problem))
@@ -151,7 +154,7 @@ def create_app(settings: QualitySettings, *, registry: CollectorRegistry | None 
                     "is kept and joined when it is, or deleted after the retention period",
         })
 
-    @app.post("/admin/ingest")
+    @app.post("/admin/ingest", responses=UNAUTHORIZED)
     async def ingest_now(request: Request) -> Response:
         """Read new prediction log lines now (same token as feedback); the schedule does it anyway."""
         if not authorized(request):
@@ -172,13 +175,13 @@ def create_app(settings: QualitySettings, *, registry: CollectorRegistry | None 
                 "versions": [_finite(asdict(v)) for v in state.versions]}
         return JSONResponse(body)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     def metrics_route() -> Response:
         with monitor.publish_lock:
             data = generate_latest(registry)
         return Response(data, media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/health")
+    @app.get("/health", responses={503: {"description": "The scheduler has stopped"}})
     def health() -> JSONResponse:
         scheduler = app.state.scheduler
         running = bool(scheduler is not None and scheduler.running)

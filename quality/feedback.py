@@ -24,6 +24,30 @@ MAX_ID_CHARS = 64
 MAX_LABEL_CHARS = 255
 
 
+def feedback_schema(max_items: int) -> dict[str, Any]:
+    """The JSON schema of a ``POST /feedback`` body, for OpenAPI (the parser below is what decides;
+    the fuzz suite holds the two together: every body this schema describes is accepted)."""
+    label = {
+        "type": "object", "required": ["prediction_id", "actual"], "additionalProperties": False,
+        "properties": {
+            "prediction_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": r"\S",
+                              "description": "The prediction_id serving answered with"},
+            "actual": {"description": "The true outcome: a class label (as the model predicts it, or its class "
+                                      "name) or a regressor's value",
+                       "anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_LABEL_CHARS, "pattern": r"\S"},
+                                 {"type": "number", "minimum": -1e15, "maximum": 1e15}, {"type": "boolean"}]},
+            "timestamp": {"description": "When the outcome was known (default: when it arrives)",
+                          "anyOf": [{"type": "string", "format": "date-time"},
+                                    {"type": "number", "exclusiveMinimum": 0, "maximum": 1e10,
+                                     "description": "epoch seconds"}]},
+        },
+    }
+    labels = {"type": "array", "items": label, "minItems": 1, "maxItems": max_items}
+    return {"description": "One label, a list of them, or {\"labels\": [...]}",
+            "anyOf": [label, labels, {"type": "object", "required": ["labels"], "additionalProperties": False,
+                                      "properties": {"labels": labels}}]}
+
+
 class FeedbackProblem(ValueError):
     def __init__(self, field: str, message: str, *, status: int = 422, items: int = 0) -> None:
         super().__init__(message)

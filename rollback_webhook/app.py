@@ -11,11 +11,13 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 from fastapi import FastAPI, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -23,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from driftwatch.auth import bearer_matches
 from driftwatch.http_metrics import HttpMetricsMiddleware
 from driftwatch.redact import redact
-from driftwatch.server_limits import LimitsMiddleware
+from driftwatch.server_limits import LIMIT_RESPONSES, LimitsMiddleware, Problem
 from rollback_webhook.actions import RegistryPort, Reloader, ServingReloader
 from rollback_webhook.decision import ALL_DECISION_LABELS
 from rollback_webhook.metrics import WebhookMetrics
@@ -36,6 +38,12 @@ log = logging.getLogger("rollback_webhook")
 RETRY_AFTER_SECONDS = "10"
 MAX_DECISIONS_LISTED = 1000
 SHUTDOWN_RELOAD_WAIT_SECONDS = 5.0
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Missing or wrong bearer token (DRIFTWATCH_WEBHOOK_TOKEN)"}}
+if TYPE_CHECKING:
+    DecisionLabel = str
+else:  # the labels as an enum, so that FastAPI checks a filter (422) and OpenAPI lists the values
+    DecisionLabel = StrEnum("DecisionLabel", [(label, label) for label in ALL_DECISION_LABELS])
 
 
 def _problem(status: int, detail: str, **headers: str) -> JSONResponse:
@@ -80,7 +88,7 @@ def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None 
         # Let reload calls in flight finish (bounded): serving would pick the change up anyway.
         await run_in_threadpool(service.join_reloads, SHUTDOWN_RELOAD_WAIT_SECONDS)
 
-    app = FastAPI(title="Driftwatch rollback webhook", lifespan=lifespan)
+    app = FastAPI(title="Driftwatch rollback webhook", lifespan=lifespan, responses=LIMIT_RESPONSES)
     # Server limits (driftwatch.server_limits) inside the metrics, so that their 413/408/503 are counted.
     app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes,
                        max_concurrent_requests=settings.server_limits().max_concurrent_requests)
@@ -90,7 +98,13 @@ def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None 
     app.state.metrics = metrics
     app.state.store = store
 
-    @app.post("/alerts")
+    @app.post("/alerts", responses={
+        **UNAUTHORIZED,
+        400: {"model": Problem, "description": "The body is not JSON"},
+        413: {"model": Problem, "description": "The body is over DRIFTWATCH_WEBHOOK_MAX_BODY_BYTES"},
+        422: {"model": Problem, "description": "Not an Alertmanager webhook payload (version 4)"},
+        503: {"model": Problem, "description": "The registry or the decision store cannot be reached, or the "
+                                               "incident is being decided by another delivery: retry (Retry-After)"}})
     async def alerts(request: Request) -> Response:
         """Alertmanager's webhook (payload version 4). One decision per alert, each recorded once."""
         if not authorized(request):
@@ -118,27 +132,28 @@ def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None 
             body_out["truncated_alerts"] = payload.truncated_alerts
         return JSONResponse(body_out)
 
-    @app.get("/decisions")
+    @app.get("/decisions", responses={
+        **UNAUTHORIZED, 503: {"model": Problem, "description": "The decision store cannot be reached"}})
     def decisions(request: Request,
                   limit: Annotated[int, Query(ge=1, le=MAX_DECISIONS_LISTED)] = 100,
-                  decision: Annotated[str | None, Query()] = None,
+                  decision: Annotated[DecisionLabel | None, Query()] = None,
                   model_version: Annotated[str | None, Query()] = None) -> Response:
-        """Recent decisions, newest first, with their reasons (bearer token required)."""
+        """Recent decisions, newest first, with their reasons (bearer token required). An unknown
+        ``decision`` is FastAPI's 422 (HTTPValidationError), like any other bad parameter."""
         if not authorized(request):
             return unauthorized()
-        if decision is not None and decision not in ALL_DECISION_LABELS:
-            return _problem(422, f"unknown decision {decision!r}; one of {', '.join(ALL_DECISION_LABELS)}")
         try:
-            records = store.recent(limit=limit, decision=decision, model_version=model_version)
+            records = store.recent(limit=limit, decision=None if decision is None else str(decision),
+                                   model_version=model_version)
         except StoreUnavailableError as exc:
             return _problem(503, str(exc), **{"Retry-After": RETRY_AFTER_SECONDS})
         return JSONResponse({"model_name": settings.model_name, "decisions": [r.to_dict() for r in records]})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     def metrics_route() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/health")
+    @app.get("/health", responses={503: {"model": Problem, "description": "The decision store cannot be read"}})
     def health() -> JSONResponse:
         """Alive and able to read its decision store (the registry is checked per alert, not here)."""
         try:
@@ -147,4 +162,19 @@ def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None 
             return JSONResponse({"status": "store_unavailable", "detail": redact(str(exc))}, status_code=503)
         return JSONResponse({"status": "ok", "model_name": settings.model_name, "policy": policy.describe()})
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, with the body of POST /alerts (read by hand, so that its errors keep
+        their statuses) described by the payload model."""
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            body = AlertmanagerPayload.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(body.pop("$defs", {}))
+            schemas["AlertmanagerPayload"] = body
+            document["paths"]["/alerts"]["post"]["requestBody"] = {"required": True, "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/AlertmanagerPayload"}}}}
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

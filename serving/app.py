@@ -13,13 +13,13 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from driftwatch.auth import bearer_matches
 from driftwatch.clock import iso_utc
 from driftwatch.redact import redact, redact_uri
-from driftwatch.server_limits import LimitsMiddleware, RequestGate
+from driftwatch.server_limits import LIMIT_RESPONSES, LimitsMiddleware, Problem, RequestGate
 from model_registry import ModelRegistry
 from serving.asgi import ServingASGI
 from serving.metrics import ServingMetrics
@@ -73,7 +73,7 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
 
     # FastAPI's built-in OpenTelemetry hook checks the environment on every request; the service
     # reports through Prometheus, so it is switched off.
-    app = FastAPI(title="Driftwatch serving", version=API_VERSION, lifespan=lifespan,
+    app = FastAPI(title="Driftwatch serving", version=API_VERSION, lifespan=lifespan, responses=LIMIT_RESPONSES,
                   telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="Serves the version the MLflow registry marks as production. The request "
                               "schemas below are built from the signature of the version being served.")
@@ -82,7 +82,8 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
     app.state.prediction_log = log
     app.state.metrics = metrics
 
-    @app.get("/health", summary="200 with the served version when a model is loaded, 503 otherwise")
+    @app.get("/health", summary="200 with the served version when a model is loaded, 503 otherwise",
+             responses={503: {"model": Problem, "description": "No model loaded (the reason in 'detail')"}})
     async def health() -> JSONResponse:
         model = store.current
         registry_status = store.status()
@@ -99,7 +100,8 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
             body["warnings"] = warnings
         return JSONResponse(body)
 
-    @app.get("/ready", summary="200 when the service takes predictions (a model is loaded, not shutting down)")
+    @app.get("/ready", summary="200 when the service takes predictions (a model is loaded, not shutting down)",
+             responses={503: {"model": Problem, "description": "No model loaded, or shutting down"}})
     async def ready() -> JSONResponse:
         model = store.current
         if model is None or draining:
@@ -143,7 +145,8 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
             },
         })
 
-    @app.get("/metrics", summary="Prometheus metrics (text format)")
+    @app.get("/metrics", summary="Prometheus metrics (text format)", response_class=PlainTextResponse,
+             responses={404: {"model": Problem, "description": "Metrics are switched off"}})
     async def metrics_route() -> Response:
         if metrics is None:
             return JSONResponse({"detail": "metrics are switched off (DRIFTWATCH_METRICS_ENABLED=false)"},
@@ -151,9 +154,11 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
         return Response(generate_latest(collector), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload", summary="Check the registry now and swap to its production version",
-              responses={401: {"description": "missing or wrong bearer token"},
-                         403: {"description": "no admin token configured"},
-                         503: {"description": "the registry cannot be reached; still serving the old version"}})
+              responses={401: {"model": Problem, "description": "Missing or wrong bearer token"},
+                         403: {"model": Problem, "description": "No admin token configured"},
+                         409: {"description": "No version is marked production"},
+                         500: {"description": "The new version failed to load; the old one keeps serving"},
+                         503: {"description": "The registry cannot be reached; still serving the old version"}})
     async def admin_reload(request: Request) -> JSONResponse:
         if admin_token is None:
             return JSONResponse({"detail": "admin endpoints are disabled: set DRIFTWATCH_ADMIN_TOKEN or "
@@ -197,7 +202,8 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
             document = get_openapi(title=app.title, version=app.version, description=app.description,
                                    routes=app.routes)
             if model is not None:
-                document_scoring(document, model.schema.models, model.version)
+                document_scoring(document, model.schema, model.schema.models, version=model.version,
+                                 task=model.task, max_batch=settings.max_batch)
             openapi_cache[key] = document
         return openapi_cache[key]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,11 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from prometheus_client import CollectorRegistry
 
-from driftwatch.processes import free_port
-from driftwatch.server_limits import ConnectionCloses, LimitsMiddleware, ServerLimits, uvicorn_options
+from driftwatch.server_limits import ConnectionCloses, LimitsMiddleware, ServerLimits
+from tests.support.uvicorn_thread import serve_in_thread
 
 
 class Echo:
@@ -56,21 +54,8 @@ def serve(limits: ServerLimits, *, max_body_bytes: int = 64 * 1024) -> Iterator[
     app = LimitsMiddleware(Echo(), max_body_bytes=max_body_bytes, max_concurrent_requests=limits.max_concurrent_requests)
     app.state = State()  # type: ignore[attr-defined]
     app.state.connection_closes = ConnectionCloses(registry)  # type: ignore[attr-defined]
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on",
-                            **uvicorn_options(app, limits))
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    try:
+    with serve_in_thread(app, limits, start_seconds=10) as port:
         yield "127.0.0.1", port, registry
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def closes(registry: CollectorRegistry, reason: str) -> float:

@@ -166,6 +166,20 @@ def test_not_json_too_many_and_wrong_content_type(tmp_path: Path) -> None:
                            ).status_code == 415
 
 
+def test_an_oversized_feedback_body_is_a_413_from_the_shared_limits(tmp_path: Path) -> None:
+    """The service has no size check of its own: driftwatch.server_limits.LimitsMiddleware answers,
+    declared length or chunked alike, and nothing is stored."""
+    client, _, _ = make(tmp_path, max_body_bytes=1024)
+    body = b'[' + b",".join(b'{"prediction_id": "%d", "actual": 1}' % i for i in range(100)) + b']'
+    with client:
+        declared = client.post("/feedback", content=body, headers={**auth(), "Content-Type": "application/json"})
+        chunked = client.post("/feedback", content=iter([body[:600], body[600:]]),
+                              headers={**auth(), "Content-Type": "application/json"})
+        assert client.app.state.store.pending_count() == 0
+    for response in (declared, chunked):
+        assert response.status_code == 413 and "1024 bytes" in response.json()["detail"]
+
+
 def test_feedback_needs_the_token_when_one_is_configured(tmp_path: Path) -> None:
     client, _, _ = make(tmp_path)
     with client:

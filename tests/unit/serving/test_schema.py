@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from serving.openapi_models import model_json_schemas
+from serving.openapi_models import scoring_schemas
 from serving.request_formats import InputProblem
 from serving.schema import FeatureSpec, ModelSchema, UnsupportedSignature, features_from_signature
 from tests.unit.serving.conftest import ROW, ROW_VIRGINICA
@@ -140,6 +140,8 @@ def test_typed_features_check_their_own_types() -> None:
     pytest.param({**ROW, "sepal_length": "5.1"}, id="string"),
     pytest.param({**ROW, "sepal_length": math.nan}, id="nan"),
     pytest.param({**ROW, "sepal_length": 5}, id="integer"),
+    pytest.param({**ROW, "sepal_length": 10**400}, id="integer-beyond-a-double"),
+    pytest.param({**ROW, "sepal_length": -1.7e308}, id="large-but-finite"),
 ])
 def test_the_documented_model_accepts_exactly_what_the_request_path_accepts(features: dict[str, Any]) -> None:
     try:
@@ -156,12 +158,14 @@ def test_the_documented_model_accepts_exactly_what_the_request_path_accepts(feat
 
 
 def test_openapi_schemas_show_the_real_feature_names_and_types() -> None:
-    schemas = model_json_schemas(IRIS.models)
+    schemas = scoring_schemas(IRIS, IRIS.models, task="classification", max_batch=100)
     features = schemas["IrisClassifierFeatures"]
     assert list(features["properties"]) == NAMES
     assert {p["type"] for p in features["properties"].values()} == {"number"}
     assert features["required"] == NAMES
     assert "IrisClassifierPredictRequest" in schemas and "IrisClassifierInvocation" in schemas
+    row = schemas["IrisClassifierRow"]  # a positional row: exactly 4 values, each typed
+    assert (row["minItems"], row["maxItems"], len(row["prefixItems"])) == (4, 4, 4)
 
 
 def test_signatures_without_named_supported_columns_are_refused_with_a_reason() -> None:
@@ -198,6 +202,9 @@ def test_numbers_out_of_the_columns_range_are_refused_on_both_paths(field: str, 
     assert found.field == f"features.{field}" and words in found.problem
     found = problem(lambda: TYPED.requests.parse_invocation({"inputs": [{**TYPED_ROW, field: value}]}, max_batch=10))
     assert words in found.problem
+    with pytest.raises(ValidationError):  # and the OpenAPI schema documents the column's range
+        TYPED.models.features.model_validate({**TYPED_ROW, field: value})
+    TYPED.models.features.model_validate(TYPED_ROW)
     found = problem(lambda: TYPED.requests.parse_invocation({"inputs": [{**TYPED_ROW, field: str(value)}]}, max_batch=10))
     assert words in found.problem or "finite" in found.problem
 
