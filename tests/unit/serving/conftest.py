@@ -19,7 +19,7 @@ from model_registry import RegistryError, RegistrySettings, RegistryUnavailable,
 from model_registry.data import load_iris_dataset
 from model_registry.faults import FaultyClassifier
 from model_registry.reference import build_reference, write_reference
-from model_registry.register import FAULTY_TYPES
+from model_registry.register import _serialization
 from model_registry.training import build_estimator
 from serving.settings import ServingSettings
 
@@ -48,7 +48,7 @@ def _save(root: Path, name: str, estimator: Any, reference_of: Any, x_train: Any
         warnings.simplefilter("ignore")
         mlflow.sklearn.save_model(estimator, str(model_dir), signature=signature, input_example=example,
                                   pip_requirements=["scikit-learn"],  # skips slow requirement inference
-                                  skops_trusted_types=FAULTY_TYPES if isinstance(estimator, FaultyClassifier) else None)
+                                  **_serialization(estimator))  # the types it is made of, as register saves them
     reference_dir = None
     if with_reference:
         reference = build_reference(reference_of, x_train, class_names, model_name=MODEL_NAME, max_rows=120)
