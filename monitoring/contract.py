@@ -10,6 +10,7 @@ import yaml
 # name -> type, exactly as docs/contract.md lists them.
 CORE_METRICS: dict[str, str] = {
     "model_predictions_total": "counter",
+    "model_predicted_value": "histogram",
     "model_prediction_errors_total": "counter",
     "model_prediction_duration_seconds": "histogram",
     "http_requests_total": "counter",

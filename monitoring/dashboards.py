@@ -231,11 +231,25 @@ def serving_dashboard() -> dict[str, Any]:
                           "p99 version {{model_version}}", ref="C")],
                   "s", threshold=[("green", None), ("red", LATENCY_SLA_SECONDS)], line=True)),
         (10, Panel("timeseries", "Predictions per second by class",
-                   "Predicted classes per version (one per row of a request). A shift here without a release is "
-                   "the world changing; see the drift dashboard.",
-                   [target(f"sum by (model_version, predicted_class) (rate(model_predictions_total{{{MV}}}"
-                           f"[$__rate_interval]))", "version {{model_version}} {{predicted_class}}")],
+                   "A classifier's predicted classes per version (one per row of a request; labels outside the "
+                   "model's classes count as 'other'). A shift here without a release is the world changing; "
+                   "see the drift dashboard. A regressor has no class: see the predicted values beside.",
+                   [target(f"sum by (model_version, predicted_class) (rate(model_predictions_total{{{MV}, "
+                           f'predicted_class!=""}}[$__rate_interval]))',
+                           "version {{model_version}} {{predicted_class}}")],
                    "short", axis_label="predictions per second")),
+        (21, Panel("timeseries", "Regressors: predicted values p10 / p50 / p90 by version",
+                   "A regressor's predicted values per version: 10th, 50th and 90th percentile over 5 minutes, "
+                   "from the model_predicted_value histogram (buckets: quantiles of the version's own predictions "
+                   "on its reference rows, so values are interpolated within them). Empty for classifiers. A "
+                   "shift here without a release is the world changing; see prediction drift.",
+                   [target(f"max by (model_version) (model_version:model_predicted_value:p10_5m{{{MV}}})",
+                           "p10 version {{model_version}}", ref="A"),
+                    target(f"max by (model_version) (model_version:model_predicted_value:p50_5m{{{MV}}})",
+                           "p50 version {{model_version}}", ref="B"),
+                    target(f"max by (model_version) (model_version:model_predicted_value:p90_5m{{{MV}}})",
+                           "p90 version {{model_version}}", ref="C")],
+                   "short", axis_label="predicted value")),
         (12, Panel("timeseries", "Model reloads",
                    "Attempts to load a new production version, by result. Failures keep the old version serving; "
                    "ModelReloadFailing warns when they go on for 5 minutes.",
@@ -337,7 +351,8 @@ def drift_dashboard() -> dict[str, Any]:
                   [target(f"max by (model_version) (model_drift_share{{{MV}}})", "version {{model_version}}")],
                   "percentunit", threshold=[("green", None), ("orange", 0.5)], line=True)),
         (8, Panel("timeseries", "Prediction drift",
-                  "Drift of the predicted classes against the version's own predictions on its reference data. "
+                  "Drift of the predicted classes (a regressor: of its predicted values) against the version's "
+                  "own predictions on its reference data. "
                   "PredictionDrift warns when the Jensen-Shannon distance stays at or above 0.1 for 10 minutes.",
                   [target(f"max by (model_version, method) (model_prediction_drift_score{{{MV}}})",
                           "version {{model_version}} {{method}}")], "short",

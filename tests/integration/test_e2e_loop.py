@@ -55,7 +55,7 @@ def test_bad_releases_are_rolled_back_drift_reaches_slack_and_labels_catch_a_sil
         # Every dashboard panel's query returns data from this live Prometheus.
         from monitoring.dashboards_check import queries_without_data
 
-        # The regressor panel (MAE, RMSE) has nothing to show for a classifier. Right after the last
+        # The regressor panels (MAE, RMSE; predicted-value quantiles) have nothing to show for a classifier. Right after the last
         # rollback the drift exporter's window of the good version is still refilling (prediction
         # drift needs its minimum of rows of that version): give it the time a few checks take.
         deadline = time.monotonic() + 60

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.integration
 
 MODEL = "iris-classifier"
 GOOD, BAD = "6", "7"
+REGRESSOR = "9"  # a regressor version of the same name: only its predicted-value histogram
 GRAFANA = "http://grafana.test:3000"
 TOKEN = "integration-token-0123456789abcdef"
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
@@ -125,6 +126,13 @@ def serving_metrics(traffic: Traffic) -> str:
         for i, cls in enumerate(CLASSES):
             lines.append(f'model_predictions_total{{model_name="{MODEL}",model_version="{version}",'
                          f'predicted_class="{cls}"}} {count // 3 + (1 if i < count % 3 else 0)}')
+    # A regressor version's predicted values (buckets: its reference quantiles), for the regressor panel.
+    lines.append("# TYPE model_predicted_value histogram")
+    regressor, predicted = f'model_name="{MODEL}",model_version="{REGRESSOR}"', int(20 * t)
+    for le, share in (("10.0", 0.1), ("20.0", 0.5), ("30.0", 0.9), ("+Inf", 1.0)):
+        lines.append(f'model_predicted_value_bucket{{{regressor},le="{le}"}} {int(predicted * share)}')
+    lines += [f"model_predicted_value_sum{{{regressor}}} {predicted * 20.0}",
+              f"model_predicted_value_count{{{regressor}}} {predicted}"]
     lines.append("# TYPE model_prediction_errors_total counter")
     for version in (GOOD, BAD):
         inference = traffic.bad_errors() if version == BAD else 0
@@ -172,7 +180,7 @@ def quality_metrics() -> str:
 
     registry = CollectorRegistry()
     m = QualityMetrics(registry, MODEL)
-    good, regressor = (MODEL, GOOD), (MODEL, "9")
+    good, regressor = (MODEL, GOOD), (MODEL, REGRESSOR)
     for gauge, value in ((m.accuracy, 0.96), (m.accuracy_lower_bound, 0.93), (m.accuracy_upper_bound, 0.98),
                          (m.f1_macro, 0.95), (m.window_labeled, 500), (m.labeled_ratio, 0.4),
                          (m.label_delay, 3.0), (m.reference_accuracy, 0.967), (m.reference_accuracy_lower_bound, 0.8),
