@@ -84,7 +84,7 @@ class DriftMonitor:
             self.segments = SegmentSource(location, settings.model_name, settings.resolved_segment_cache_dir)
             self.reader = LogReader(settings.resolved_segment_cache_dir)
         else:
-            self.reader = LogReader(settings.resolved_log_dir)
+            self.reader = LogReader(settings.resolved_log_dir, abandoned_seconds=settings.log_abandoned_seconds)
         self.references = ReferenceCache(self._load_reference)
         self.state = RunState()
         self.result: DriftResult | None = None
@@ -179,8 +179,8 @@ class DriftMonitor:
         if window.new_lost_rows:
             self.metrics.lost_rows.labels(self.metrics.model_name).inc(window.new_lost_rows)
             log.warning("%d prediction log row(s) were acknowledged by a serving process that died before "
-                        "handing them to its log writer (log_end lines in %s)", window.new_lost_rows,
-                        self.reader.folder)
+                        "they were written (log_end lines, or seq gaps of abandoned logs, in %s)",
+                        window.new_lost_rows, self.reader.folder)
         if window.new_corrupt_lines:
             self.metrics.corrupt_lines.labels(self.metrics.model_name).inc(window.new_corrupt_lines)
             log.warning("%d corrupt prediction log line(s) skipped in %s", window.new_corrupt_lines,

@@ -44,6 +44,13 @@ class DriftExporterSettings(ServiceSettings):
         validation_alias=_env("DRIFTWATCH_DRIFT_WINDOW_MAX_AGE_SECONDS", "window_max_age_seconds"),
         description="Rows older than this are left out of the window (0: no age limit).",
     )
+    log_abandoned_seconds: float = Field(
+        default=30.0, gt=0, le=86400,
+        validation_alias=_env("DRIFTWATCH_DRIFT_LOG_ABANDONED_SECONDS", "log_abandoned_seconds"),
+        description="A serving process's log whose acknowledged seq (predictions-<instance>.acked) stays ahead "
+                    "of its last written row this long, with no log_end line, was abandoned (serving and its "
+                    "writer killed together): the gap is counted in model_prediction_log_lost_total.",
+    )
     min_window_rows: int | None = Field(
         default=None, ge=1, validation_alias=_env("DRIFTWATCH_DRIFT_MIN_WINDOW_ROWS", "min_window_rows"),
         description="Below this many rows no verdict is published (the row count still is); default: the "

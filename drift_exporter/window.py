@@ -18,6 +18,14 @@ it, so one stray old timestamp does not cut the window short. A row stamped more
 "newest" and never age out); both are counted in ``skipped_rows``. ``log_end`` lines (serving's
 writer reporting rows lost with a killed serving process, see driftwatch/prediction_record.py) are
 counted once each in ``new_lost_rows``.
+
+When serving and its writer die together (kill -9 of the process group, a container) there is no
+``log_end`` line. The reader then compares each instance's counter file
+(``predictions-<instance>.acked``, serving's last acknowledged ``seq``) with the ``seq`` of the last
+row written: a gap that does not move for ``abandoned_seconds`` (a live writer closes it within one
+flush interval, 50 ms by default) is counted once, as the ``log_end`` line would have said. A
+serving process restarted under the same instance name starts a new counter; a loss it hides before
+the gap was seen is not counted. Local folders only (S3 segments carry no counter file).
 The record format is read with ``driftwatch.prediction_record.parse_record``.
 """
 
@@ -36,7 +44,14 @@ from typing import IO, Any
 import numpy as np
 
 from drift_exporter.stats import FloatArray, normalize_category
-from driftwatch.prediction_record import EVENT_LOG_END, EVENT_PREDICTION, parse_record
+from driftwatch.prediction_record import (
+    EVENT_LOG_END,
+    EVENT_PREDICTION,
+    Record,
+    ack_path,
+    parse_record,
+    read_acknowledged,
+)
 
 LOG_NAME = re.compile(r"^predictions-(?P<instance>.+)\.jsonl(?:\.(?P<rotation>\d+))?$")
 BLOCK_BYTES = 64 * 1024
@@ -160,11 +175,15 @@ def lines_backward(handle: IO[bytes], size: int, *, block: int = BLOCK_BYTES,
 class LogReader:
     """Reads windows from one log folder; remembers corrupt lines it has already counted."""
 
-    def __init__(self, folder: Path, *, block_bytes: int = BLOCK_BYTES, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+    def __init__(self, folder: Path, *, block_bytes: int = BLOCK_BYTES, max_line_bytes: int = MAX_LINE_BYTES,
+                 abandoned_seconds: float = 30.0) -> None:
         self.folder = folder
         self.block_bytes = block_bytes
         self.max_line_bytes = max_line_bytes
+        self.abandoned_seconds = abandoned_seconds
         self._seen_corrupt: OrderedDict[tuple[int, int, int], None] = OrderedDict()
+        # per instance: (acknowledged seq, last written seq), when that gap was first seen, counted yet
+        self._gaps: dict[str, tuple[tuple[int, int], float, bool]] = {}
 
     def read(self, *, features: Sequence[str], numeric: set[str] | frozenset[str], max_rows: int,
              max_age_seconds: float | None, now: float, model_name: str | None = None,
@@ -176,6 +195,7 @@ class LogReader:
         names = tuple(features)
         rows: list[_Row] = []
         keys: set[str] = set()
+        local = files is None  # the folder itself, with the writers' counter files (not S3 segments)
         files = list_log_files(self.folder) if files is None else sorted(files, key=lambda f: (f.instance, f.rotation))
         with ExitStack() as stack:
             chains: dict[str, list[tuple[IO[bytes], os.stat_result]]] = {}
@@ -206,9 +226,51 @@ class LogReader:
             open_files = sum(len(chain) for chain in chains.values())
         while len(self._seen_corrupt) > REMEMBERED_CORRUPT_LINES:
             self._seen_corrupt.popitem(last=False)
+        if local:
+            tally.new_lost += self._abandoned_losses(files, cutoff, now)
         window = _columns(rows, names, numeric, open_files, tally)
         window.instances = instances
         return window
+
+    def _abandoned_losses(self, files: list[LogFile], cutoff: float | None, now: float) -> int:
+        """Rows lost by serving processes that died with their writer: for each instance, the gap
+        between its counter file and the last row written, once it has stood still for
+        ``abandoned_seconds`` (counted once; a clean end, a ``log_end`` line, has no gap)."""
+        chains: dict[str, list[Path]] = {}
+        for log in files:
+            chains.setdefault(log.instance, []).append(log.path)
+        lost = 0
+        for instance, paths in chains.items():
+            acknowledged = read_acknowledged(ack_path(self.folder, instance))
+            last = self._last_record(paths)
+            if acknowledged is None or last is None or last.event != EVENT_PREDICTION or last.seq is None:
+                self._gaps.pop(instance, None)
+                continue
+            gap = (acknowledged, last.seq)
+            if acknowledged <= last.seq or (cutoff is not None and last.timestamp < cutoff):
+                self._gaps.pop(instance, None)  # no gap, or too old to count (an exporter restart recounts nothing)
+                continue
+            seen = self._gaps.get(instance)
+            if seen is None or seen[0] != gap:
+                self._gaps[instance] = (gap, now, False)
+            elif not seen[2] and now - seen[1] >= self.abandoned_seconds:
+                self._gaps[instance] = (gap, seen[1], True)
+                lost += acknowledged - last.seq
+        return lost
+
+    def _last_record(self, paths: list[Path]) -> Record | None:
+        """The newest readable record of one instance's files (live file first), or None."""
+        for path in paths:
+            try:
+                with path.open("rb") as handle:
+                    size = os.fstat(handle.fileno()).st_size
+                    for _, line in lines_backward(handle, size, block=self.block_bytes, max_line=self.max_line_bytes):
+                        record = parse_record(line) if line is not None and line.strip() else None
+                        if record is not None:
+                            return record
+            except OSError:
+                continue
+        return None
 
     def _rows_of(self, chain: list[tuple[IO[bytes], os.stat_result]], names: tuple[str, ...],
                  model_name: str | None, cutoff: float | None, horizon: float, tally: _Tally) -> Iterator[_Row]:

@@ -3,6 +3,9 @@
 
 The handler label is the route template (what routing matched), or ``unmatched`` for any path no
 route knows, so scanners cannot create series; methods outside the usual set share ``other``.
+A request answered before routing (the server limits' 413/408/503 come from a middleware in front
+of the router) is counted under the route its path would have reached, found by matching the
+app's routes after the fact, so an oversized body to ``/alerts`` is ``handler="/alerts"``.
 A request whose handler raised is counted as 500 (the status the server then sends).
 Serving records into its own loop-local families (see serving.metrics) through the same
 ``observe`` callable; the exporter and the webhook use ``HttpMetrics``.
@@ -15,6 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.routing import Match
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,8 +40,25 @@ def method_label(method: str) -> str:
 
 def handler_label(scope: Scope) -> str:
     route = scope.get("route")
+    if route is None:
+        route = _route_for(scope)
     path = getattr(route, "path", None)
     return path if isinstance(path, str) and path else UNMATCHED_HANDLER
+
+
+def _route_for(scope: Scope) -> Any:
+    """The route of the app (Starlette sets ``scope["app"]``) that the request's path matches, for a
+    request that was answered before the router ran; a path match with another method counts as
+    that route (as a 405 does)."""
+    router = getattr(scope.get("app"), "router", None)
+    for route in getattr(router, "routes", ()):
+        try:
+            match, _ = route.matches(scope)
+        except (KeyError, TypeError, ValueError):  # a scope the route cannot read: no match
+            continue
+        if match is not Match.NONE:
+            return route
+    return None
 
 
 class HttpMetrics:

@@ -14,12 +14,19 @@ Two events:
   to the writer are gone: ``acknowledged_seq`` (read from the counter file serving updates before it
   answers, see ``serving.prediction_log``) minus ``written_seq`` is that loss, which the exporter
   counts (``model_prediction_log_lost_total``).
+
+The counter file ``predictions-<instance>.acked`` (8 bytes, little-endian u64: ``ack_path``,
+``read_acknowledged``) is part of the log: when serving *and* its writer die together (kill -9 of
+the process group, a container) no ``log_end`` line is written, and the drift exporter finds the
+loss as the gap between that counter and the last ``seq`` written (``drift_exporter.window``).
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -31,6 +38,22 @@ EVENT_LOG_END = "log_end"
 _BETWEEN_RECORDS = b'},{"timestamp":'
 _second_cache: tuple[int, str] = (-1, "")
 _milli_cache: tuple[int, str] = (-1, "")
+
+
+ACK = struct.Struct("<Q")  # the counter file: serving's last acknowledged seq
+
+
+def ack_path(directory: Path, instance: str) -> Path:
+    """The counter file of one serving process (8 bytes, little-endian u64)."""
+    return directory / f"predictions-{instance}.acked"
+
+
+def read_acknowledged(path: Path) -> int | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return int(ACK.unpack_from(data)[0]) if len(data) >= ACK.size else None
 
 
 def format_timestamp(epoch: float) -> str:

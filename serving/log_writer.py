@@ -48,10 +48,13 @@ from typing import IO, Any
 
 from driftwatch.logsegments import Segment
 from driftwatch.prediction_record import (
+    ACK,
+    ack_path,
     format_timestamp,
     log_end_record,
     parse_record,
     prediction_record,
+    read_acknowledged,
     to_lines,
 )
 
@@ -59,26 +62,12 @@ PREDICTION_EVENT = b'"event":"prediction"'
 SEGMENTS_ENV = "DRIFTWATCH_LOG_SEGMENTS"  # S3 shipping options, from serving.prediction_log
 HEADER = struct.Struct("<cI")  # frame type, payload length (M and J frames)
 ROW_PREFIX = struct.Struct("<cH")  # "R", model key
-ACK = struct.Struct("<Q")  # the counter file: serving's last acknowledged seq
 _INTEGER_KINDS = frozenset({"long", "integer"})
 
 
 def row_struct(n_features: int) -> struct.Struct:
     """Layout of an ``R`` frame for a model with ``n_features`` numeric features."""
     return struct.Struct(f"<cHhddd32sQ{n_features}d")
-
-
-def ack_path(directory: Path, instance: str) -> Path:
-    """The counter file of one serving process (8 bytes, little-endian u64)."""
-    return directory / f"predictions-{instance}.acked"
-
-
-def read_acknowledged(path: Path) -> int | None:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    return int(ACK.unpack_from(data)[0]) if len(data) >= ACK.size else None
 
 
 @dataclass

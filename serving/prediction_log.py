@@ -41,8 +41,8 @@ from typing import Any
 
 import orjson
 
-from driftwatch.prediction_record import prediction_record, to_lines
-from serving.log_writer import ACK, HEADER, SEGMENTS_ENV, ack_path, row_struct
+from driftwatch.prediction_record import ACK, ack_path, prediction_record, to_lines
+from serving.log_writer import HEADER, SEGMENTS_ENV, row_struct
 
 logger = logging.getLogger(__name__)
 

@@ -7,6 +7,12 @@ it answered since its sender last handed rows to the writer, i.e. one
 The test stretches the interval to 2 s so that the kill always catches rows in flight, checks that
 answered = written + lost exactly, that ``lost`` stays within the rows answered in the last interval,
 and that the real drift exporter process counts the loss in ``model_prediction_log_lost_total``.
+
+The same bound holds when the writer process dies with serving (a container, a killed process
+group): the writer writes each chunk as it reads it, so what it had not written was still in the
+pipe, i.e. handed over in the last interval. Then there is no ``log_end`` line, and the exporter
+counts the gap between the counter file and the last ``seq`` written, once it stands still for
+``DRIFTWATCH_DRIFT_LOG_ABANDONED_SECONDS``.
 """
 
 from __future__ import annotations
@@ -23,9 +29,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from driftwatch.prediction_record import ack_path, read_acknowledged
 from model_registry import RegistrySettings
 from model_registry.training import train_and_register
-from serving.log_writer import ack_path, read_acknowledged
 from tests.support.procs import free_port, stop_process, wait_for, wait_for_http
 
 pytestmark = pytest.mark.integration
@@ -60,47 +66,83 @@ def lost_total(exporter: str) -> float | None:
     return None
 
 
-def test_kill_9_loses_a_bounded_number_of_rows_and_the_exporter_counts_them(tmp_path: Path) -> None:
+def children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (serving's log writer)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def kill_under_load(serving: subprocess.Popen[bytes], serving_url: str, folder: Path, *,
+                    with_writer: bool) -> tuple[list[float], float, int]:
+    """Traffic from 4 threads, then kill -9 of serving (and its writer first, when asked) while rows are
+    in flight. Returns the times answers came, the time of the kill and the number of threads."""
+    answered: list[float] = []
+    stop = threading.Event()
+
+    def send() -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                try:
+                    response = client.post(f"{serving_url}/predict", json=ROW)
+                except httpx.HTTPError:
+                    return  # serving is gone
+                if response.status_code == 200:
+                    answered.append(time.monotonic())
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    wait_for("some rows written and more answered since", lambda: len(records(folder)) > 0
+             and len(answered) > len(records(folder)) + 20, timeout=60, interval=0.05)
+    time.sleep(0.5)
+    writers = children(serving.pid)
+    assert len(writers) == 1, writers
+    if with_writer:
+        os.kill(writers[0], signal.SIGKILL)
+    os.kill(serving.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    serving.wait(10)
+    stop.set()
+    for thread in threads:
+        thread.join(15)
+    return answered, killed_at, len(threads)
+
+
+def start_serving(tmp_path: Path) -> tuple[dict[str, str], subprocess.Popen[bytes], str, Path]:
     home = tmp_path / "home"
     settings = RegistrySettings(home=home, model_name=MODEL_NAME, tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     train_and_register(settings, promote=True, actor="test")
-    folder = home / "predictions"
     common = {"DRIFTWATCH_HOME": str(home), "DRIFTWATCH_MODEL_NAME": MODEL_NAME,
               "MLFLOW_TRACKING_URI": settings.resolved_tracking_uri}
-    serving_port, exporter_port = free_port(), free_port()
-    serving_url, exporter_url = f"http://127.0.0.1:{serving_port}", f"http://127.0.0.1:{exporter_port}"
-    serving = start("serving", {**common, "DRIFTWATCH_SERVING_PORT": str(serving_port),
-                                "DRIFTWATCH_SERVING_INSTANCE": INSTANCE,
+    port = free_port()
+    serving = start("serving", {**common, "DRIFTWATCH_SERVING_PORT": str(port), "DRIFTWATCH_SERVING_INSTANCE": INSTANCE,
                                 "DRIFTWATCH_PREDICTION_LOG_FLUSH_SECONDS": str(FLUSH_SECONDS)},
-                    tmp_path / "serving.log", f"{serving_url}/health")
+                    tmp_path / "serving.log", f"http://127.0.0.1:{port}/health")
+    return common, serving, f"http://127.0.0.1:{port}", home / "predictions"
+
+
+def start_exporter(tmp_path: Path, common: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = start("drift_exporter", {**common, "DRIFTWATCH_DRIFT_PORT": str(port),
+                                    "DRIFTWATCH_DRIFT_INTERVAL_SECONDS": "1",
+                                    "DRIFTWATCH_DRIFT_LOG_ABANDONED_SECONDS": "3"},
+                 tmp_path / "exporter.log", f"http://127.0.0.1:{port}/health")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def test_kill_9_loses_a_bounded_number_of_rows_and_the_exporter_counts_them(tmp_path: Path) -> None:
+    common, serving, serving_url, folder = start_serving(tmp_path)
     exporter = None
     try:
-        # Traffic from 4 threads; every answered prediction is noted with the time its answer came.
-        answered: list[float] = []
-        stop = threading.Event()
-
-        def send() -> None:
-            with httpx.Client(timeout=10) as client:
-                while not stop.is_set():
-                    try:
-                        response = client.post(f"{serving_url}/predict", json=ROW)
-                    except httpx.HTTPError:
-                        return  # serving is gone
-                    if response.status_code == 200:
-                        answered.append(time.monotonic())
-
-        threads = [threading.Thread(target=send) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        wait_for("some rows written and more answered since", lambda: len(records(folder)) > 0
-                 and len(answered) > len(records(folder)) + 20, timeout=60, interval=0.05)
-        time.sleep(0.5)
-        os.kill(serving.pid, signal.SIGKILL)
-        killed_at = time.monotonic()
-        serving.wait(10)
-        stop.set()
-        for thread in threads:
-            thread.join(15)
+        answered, killed_at, threads = kill_under_load(serving, serving_url, folder, with_writer=False)
 
         # The writer (its own process) drains the pipe and ends the file with a log_end line.
         end = wait_for("the writer's log_end line", lambda: next(
@@ -114,18 +156,46 @@ def test_kill_9_loses_a_bounded_number_of_rows_and_the_exporter_counts_them(tmp_
         assert lost == acknowledged - len(rows)
         # Nothing silent: every answer the clients got is a written row or a counted loss (serving
         # may also have answered a few requests whose answers the kill cut off).
-        assert len(answered) <= acknowledged <= len(answered) + len(threads)
+        assert len(answered) <= acknowledged <= len(answered) + threads
         # The bound: rows answered within the last flush interval before the kill (+ the cut-off answers).
         recent = sum(1 for t in answered if t >= killed_at - FLUSH_SECONDS - 0.5)
-        assert 0 < lost <= recent + len(threads), (lost, recent)
+        assert 0 < lost <= recent + threads, (lost, recent)
 
         # The drift exporter process reads the log_end line and counts the loss once.
-        exporter = start("drift_exporter", {**common, "DRIFTWATCH_DRIFT_PORT": str(exporter_port),
-                                            "DRIFTWATCH_DRIFT_INTERVAL_SECONDS": "1"},
-                         tmp_path / "exporter.log", f"{exporter_url}/health")
+        exporter, exporter_url = start_exporter(tmp_path, common)
         counted = wait_for("the exporter to count the loss", lambda: lost_total(exporter_url) or None, timeout=90)
         assert counted == lost
         time.sleep(2.5)  # more checks: still counted once
+        assert lost_total(exporter_url) == lost
+    finally:
+        if serving.poll() is None:
+            stop_process(serving)
+        if exporter is not None:
+            stop_process(exporter)
+
+
+def test_kill_9_of_serving_and_its_writer_together_is_counted_from_the_seq_gap(tmp_path: Path) -> None:
+    common, serving, serving_url, folder = start_serving(tmp_path)
+    exporter = None
+    try:
+        answered, killed_at, threads = kill_under_load(serving, serving_url, folder, with_writer=True)
+        time.sleep(1)
+        everything = records(folder)
+        assert all(r["event"] == "prediction" for r in everything)  # nobody was left to write a log_end line
+        acknowledged = read_acknowledged(ack_path(folder, INSTANCE))
+        assert acknowledged is not None
+        assert [r["seq"] for r in everything] == list(range(1, len(everything) + 1))  # written rows: no gap
+        lost = acknowledged - len(everything)
+        assert len(answered) <= acknowledged <= len(answered) + threads
+        # The same bound: what the writer had not written was still in the pipe, handed over in the last interval.
+        recent = sum(1 for t in answered if t >= killed_at - FLUSH_SECONDS - 0.5)
+        assert 0 < lost <= recent + threads, (lost, recent)
+
+        # The exporter finds the gap between the counter file and the last seq, and counts it once.
+        exporter, exporter_url = start_exporter(tmp_path, common)
+        counted = wait_for("the exporter to count the loss", lambda: lost_total(exporter_url) or None, timeout=90)
+        assert counted == lost
+        time.sleep(4)  # past another abandoned interval: still counted once
         assert lost_total(exporter_url) == lost
     finally:
         if serving.poll() is None:

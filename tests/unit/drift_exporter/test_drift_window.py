@@ -236,3 +236,35 @@ def test_rows_lost_with_a_killed_serving_process_are_counted_once(tmp_path: Path
     assert read(tmp_path, reader, max_age_seconds=20_000).new_lost_rows == 0  # already counted
     # An exporter started later does not count a loss older than its window again.
     assert read(tmp_path, max_age_seconds=1).new_lost_rows == 0
+
+
+def test_rows_lost_when_serving_and_its_writer_died_together_are_counted_from_the_seq_gap(tmp_path: Path) -> None:
+    """No log_end line (the whole process group was killed): the counter file says 15 were acknowledged,
+    the log's last row is seq 10. The gap counts once it has stood still for abandoned_seconds; a live
+    writer catching up, or a clean end, counts nothing."""
+    from driftwatch.prediction_record import ACK
+
+    def seqs(start: int, count: int) -> list[dict[str, object]]:
+        return [record({"a": i, "b": 0, "color": "red"}, ts=NOW - 100 + i, seq=i) for i in range(start, start + count)]
+
+    write_lines(tmp_path / "predictions-dead.jsonl", seqs(1, 10))
+    (tmp_path / "predictions-dead.acked").write_bytes(ACK.pack(15))
+    write_lines(tmp_path / "predictions-live.jsonl", seqs(1, 20))
+    (tmp_path / "predictions-live.acked").write_bytes(ACK.pack(22))  # 2 rows on their way to the writer
+    reader = LogReader(tmp_path, abandoned_seconds=30)
+    assert read(tmp_path, reader, now=NOW).new_lost_rows == 0  # first sight: maybe a writer behind
+    write_lines(tmp_path / "predictions-live.jsonl", seqs(21, 2), mode="a")  # the live writer caught up
+    assert read(tmp_path, reader, now=NOW + 10).new_lost_rows == 0  # not yet abandoned_seconds
+    assert read(tmp_path, reader, now=NOW + 31).new_lost_rows == 5  # dead: 15 acknowledged, 10 written
+    assert read(tmp_path, reader, now=NOW + 62).new_lost_rows == 0  # counted once
+    # A restart under the same name starts a new counter and a new seq: nothing to count.
+    write_lines(tmp_path / "predictions-dead.jsonl", seqs(1, 3), mode="a")
+    (tmp_path / "predictions-dead.acked").write_bytes(ACK.pack(3))
+    assert read(tmp_path, reader, now=NOW + 100).new_lost_rows == 0
+    # An exporter started later does not count a gap whose rows are older than its window.
+    (tmp_path / "predictions-old.jsonl").write_text("")
+    write_lines(tmp_path / "predictions-old.jsonl", seqs(1, 4))
+    (tmp_path / "predictions-old.acked").write_bytes(ACK.pack(9))
+    later = LogReader(tmp_path, abandoned_seconds=30)
+    for now in (NOW + 200, NOW + 300):
+        assert read(tmp_path, later, now=now, max_age_seconds=60).new_lost_rows == 0

@@ -148,7 +148,9 @@ def test_the_drift_exporter_counts_its_http_requests_like_the_other_services(tmp
         assert client.get("/health").status_code == 200
         assert client.get("/no-such-page").status_code == 404
         assert client.post("/health").status_code == 405
+        assert client.post("/drift", content=b"x" * (1 << 20)).status_code == 413  # before routing
     text = generate_latest(registry).decode()
+    assert 'http_requests_total{handler="/drift",method="POST",status="413"} 1.0' in text
     assert 'http_requests_total{handler="/health",method="GET",status="200"} 1.0' in text
     assert 'http_requests_total{handler="unmatched",method="GET",status="404"} 1.0' in text
     assert 'http_requests_total{handler="/health",method="POST",status="405"} 1.0' in text

@@ -124,6 +124,11 @@ def test_a_body_over_the_limit_is_413(tmp_path: Path) -> None:
     hook = build(tmp_path, max_body_bytes=2048)
     payload = with_alert(load_fixture("firing"), annotations={"description": "x" * 4096})
     assert hook.post(payload).status_code == 413
+    # answered by the limits middleware before routing, and still counted under the route it was sent to
+    assert hook.client.post("/nowhere", content=b"x" * 4096).status_code == 413
+    text = hook.client.get("/metrics").text
+    assert 'http_requests_total{handler="/alerts",method="POST",status="413"} 1.0' in text
+    assert 'http_requests_total{handler="unmatched",method="POST",status="413"} 1.0' in text
 
 
 # ---------------------------------------------------------------- decisions

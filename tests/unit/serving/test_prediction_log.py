@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from driftwatch.logsegments import Segment
-from driftwatch.prediction_record import format_timestamp, parse_record, prediction_record, to_lines
-from serving.log_writer import FrameDecoder, RotatingFile, read_acknowledged
+from driftwatch.prediction_record import format_timestamp, parse_record, prediction_record, read_acknowledged, to_lines
+from serving.log_writer import FrameDecoder, RotatingFile
 from serving.prediction_log import LogModel, PredictionLog
 
 NAMES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
