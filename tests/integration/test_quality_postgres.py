@@ -10,6 +10,8 @@ from quality.store import Label, Prediction, QualityStore
 from tests.unit.quality.test_quality_store import (
     first_label_wins_and_unknown_ids_wait_for_their_prediction,
     the_store_survives_a_restart_and_applies_the_retention,
+    the_window_reaches_past_many_unlabeled_newer_predictions,
+    two_ids_sharing_a_key_never_label_each_others_prediction,
 )
 
 pytestmark = pytest.mark.integration
@@ -19,6 +21,8 @@ def test_the_quality_store_works_on_postgresql() -> None:
     with start_postgres() as pg:
         first_label_wins_and_unknown_ids_wait_for_their_prediction(pg.create_database("first"))
         the_store_survives_a_restart_and_applies_the_retention(pg.create_database("restart"))
+        two_ids_sharing_a_key_never_label_each_others_prediction(pg.create_database("shared_key"))
+        the_window_reaches_past_many_unlabeled_newer_predictions(pg.create_database("window"))
         url = pg.create_database("batch")
         store = QualityStore(url)
         ids = [f"{i:032x}" for i in range(5000)]

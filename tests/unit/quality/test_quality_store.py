@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from quality.store import Label, Prediction, QualityStore
+from quality.store import _MIX, Label, Prediction, QualityStore, prediction_key, prediction_keys
 
 
 def _prediction(pid: str, version: str = "1", at: float = 100.0, predicted: str = "0") -> Prediction:
@@ -45,3 +45,51 @@ def test_first_label_wins_and_unknown_ids_wait_for_their_prediction(tmp_path: Pa
 
 def test_the_store_survives_a_restart_and_applies_the_retention(tmp_path: Path) -> None:
     the_store_survives_a_restart_and_applies_the_retention(f"sqlite:///{tmp_path / 'sub' / 'q.db'}")
+
+
+def test_prediction_keys_vectorized_match_one_by_one() -> None:
+    ids = [f"{i:032x}" for i in range(50)] + ["f" * 32, "F" * 32, "abc", "é" * 40, "x" * 64, "0" * 31 + "g",
+                                             "0123456789abcdef" * 2 + " "]
+    assert prediction_keys(ids).tolist() == [prediction_key(pid) for pid in ids]
+    assert prediction_keys(ids[:50]).tolist() == [prediction_key(pid) for pid in ids[:50]]
+    assert len(set(prediction_keys(ids).tolist())) == len(ids)  # sequential ids never share a key
+
+
+def _sharing_a_key(first: str) -> str:
+    """Another 32-hex id with the same key as ``first`` (high ^ low * MIX): the case the full-id check covers."""
+    high, low = int(first[:16], 16), int(first[16:], 16)
+    other_low = low ^ 1
+    mask = 0xFFFF_FFFF_FFFF_FFFF
+    other_high = high ^ (low * _MIX & mask) ^ (other_low * _MIX & mask)
+    return f"{other_high:016x}{other_low:016x}"
+
+
+def two_ids_sharing_a_key_never_label_each_others_prediction(url: str) -> None:
+    store = QualityStore(url)
+    first = "0123456789abcdef" * 2
+    second = _sharing_a_key(first)
+    assert prediction_key(first) == prediction_key(second) and first != second
+    store.add_predictions([_prediction(first)])
+    outcome = store.add_labels([Label(second, "1", 1.0, 150.0)], received_at=160.0)
+    assert outcome.pending == [second]  # not joined with the other id's prediction
+    assert store.newest_labeled("m", "1", 10) == [] and store.pending_count() == 1
+    # the documented limit: the key is taken, so the first id's own label is refused as a duplicate
+    assert store.add_labels([Label(first, "0", 0.0, 170.0)], received_at=171.0).duplicate == [first]
+
+
+def the_window_reaches_past_many_unlabeled_newer_predictions(url: str) -> None:
+    store = QualityStore(url)
+    ids = [f"{i:032x}" for i in range(3000)]
+    store.add_predictions([_prediction(pid, at=float(i)) for i, pid in enumerate(ids)])
+    store.add_labels([Label(pid, "0", 0.0, 5000.0) for pid in ids[:40]], received_at=5000.0)  # only the oldest
+    rows = store.newest_labeled("m", "1", 25)
+    assert [r.predicted_at for r in rows] == [float(i) for i in range(39, 14, -1)]
+    assert store.joined_count("m") == 40 and store.joined_count("other") == 0
+
+
+def test_two_ids_sharing_a_key_never_label_each_others_prediction(tmp_path: Path) -> None:
+    two_ids_sharing_a_key_never_label_each_others_prediction(f"sqlite:///{tmp_path / 'q.db'}")
+
+
+def test_the_window_reaches_past_many_unlabeled_newer_predictions(tmp_path: Path) -> None:
+    the_window_reaches_past_many_unlabeled_newer_predictions(f"sqlite:///{tmp_path / 'q.db'}")
