@@ -93,7 +93,8 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
         body: dict[str, Any] = {
             "status": "ok", "model_name": model.name, "model_version": model.version,
             "source": model.loaded_from, "model_uri": model.uri, "classes": model.class_names,
-            "inference_backend": model.predictor.backend, "registry": registry_status,
+            "inference_backend": model.predictor.backend, "inference_check": model.check,
+            "registry": registry_status,
         }
         warnings = _warnings(model.version, model.loaded_from, registry_status)
         if warnings:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -28,14 +29,19 @@ import pandas as pd
 
 from model_registry.faults import FaultyClassifier, InjectedFault, flip_labels
 from model_registry.tasks import TaskKind, detect_task, model_classes, parse_task
-from serving.schema import ModelSchema
+from serving.schema import NUMERIC_KINDS, ModelSchema
 
 logger = logging.getLogger(__name__)
 
 PROBABILITY_TOLERANCE = 1e-6
 VALUE_TOLERANCE = 1e-5  # regressors: |onnx - sklearn| <= 1e-5 * max(1, |sklearn|)
 SYNTHETIC_ROWS = 1000
+ONNX_KINDS = NUMERIC_KINDS | {"string"}  # column types ONNX is tried on
 Backend = Literal["onnx", "sklearn", "pyfunc"]
+# What a predictor is given: a float64 matrix (all-numeric schemas), a DataFrame with the signature's
+# columns and dtypes (the model's own code), or the parsed rows as they are (ONNX with one input per
+# column: string and numeric columns side by side).
+InputKind = Literal["matrix", "frame", "rows"]
 
 
 class ModelLoadError(RuntimeError):
@@ -89,20 +95,34 @@ class Output:
 class Predictor(Protocol):
     backend: Backend
     blocking: bool  # True: slow enough to run in a worker thread
-    wants_matrix: bool  # True: a float64 matrix; False: a DataFrame with the signature's columns
+    wants: InputKind
 
     def predict(self, x: Any) -> Output: ...
 
 
+def predictor_input(predictor: Predictor, schema: ModelSchema, rows: list[list[Any]]) -> Any:
+    """The model input ``predictor`` takes, built from parsed rows in signature order."""
+    if predictor.wants == "matrix":
+        return schema.to_matrix(rows)
+    return schema.to_frame(rows) if predictor.wants == "frame" else rows
+
+
 class OnnxPredictor:
+    """ONNX Runtime on one float matrix, or (``strings`` given) on one input per column: a Pipeline whose
+    ColumnTransformer encodes string columns. skl2onnx names the inputs after the columns (spaces and
+    punctuation replaced), so they are fed by position, in signature order."""
+
     backend: Backend = "onnx"
     blocking = False
-    wants_matrix = True
 
-    def __init__(self, session: Any, *, with_probabilities: bool, dtype: Any = np.float64) -> None:
+    def __init__(self, session: Any, *, with_probabilities: bool, dtype: Any = np.float64,
+                 strings: Sequence[bool] | None = None) -> None:
         self.session = session
         self.dtype = dtype
-        self.input_name = session.get_inputs()[0].name
+        self.inputs = [i.name for i in session.get_inputs()]
+        self.input_name = self.inputs[0]
+        self.strings = None if strings is None else list(strings)
+        self.wants: InputKind = "matrix" if strings is None else "rows"
         outputs = [o.name for o in session.get_outputs()]
         self.label_output = "label" if "label" in outputs else outputs[0]
         self.outputs = [self.label_output]
@@ -111,17 +131,33 @@ class OnnxPredictor:
         self.with_probabilities = len(self.outputs) == 2
 
     def predict(self, x: Any) -> Output:
-        if self.dtype is not np.float64:
-            x = np.asarray(x, dtype=self.dtype)
-        result = self.session.run(self.outputs, {self.input_name: x})
+        if self.strings is not None:
+            feed = self.columns(x)
+        else:
+            feed = {self.input_name: x if self.dtype is np.float64 else np.asarray(x, dtype=self.dtype)}
+        result = self.session.run(self.outputs, feed)
         labels = result[0].ravel().tolist()
         return Output(labels=labels, probabilities=result[1] if self.with_probabilities else None)
+
+    def columns(self, rows: list[list[Any]]) -> dict[str, np.ndarray]:
+        """One (rows, 1) array per input: text for string columns, ``dtype`` for the others."""
+        assert self.strings is not None
+        feed: dict[str, np.ndarray] = {}
+        for j, (name, text) in enumerate(zip(self.inputs, self.strings, strict=True)):
+            values = [row[j] for row in rows]
+            if text:
+                if any(not isinstance(v, str) for v in values):
+                    raise ValueError(f"column {j} holds a value that is not text")
+                feed[name] = np.array(values, dtype=object).reshape(-1, 1)
+            else:
+                feed[name] = np.array(values, dtype=self.dtype).reshape(-1, 1)
+        return feed
 
 
 class SklearnPredictor:
     backend: Backend = "sklearn"
     blocking = True
-    wants_matrix = False
+    wants: InputKind = "frame"
 
     def __init__(self, estimator: Any, *, with_probabilities: bool = True) -> None:
         self.estimator = estimator
@@ -138,7 +174,7 @@ class SklearnPredictor:
 class PyfuncPredictor:
     backend: Backend = "pyfunc"
     blocking = True
-    wants_matrix = False
+    wants: InputKind = "frame"
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -185,17 +221,26 @@ def load_predictor(model_dir: Path, schema: ModelSchema, warmup_rows: list[list[
     kind = detect_task(estimator, task)
     classes = model_classes(estimator) if kind == "classification" and hasattr(estimator, "classes_") else None
     native = SklearnPredictor(estimator, with_probabilities=kind == "classification")
-    if backend == "native" or not schema.all_numeric:
-        why = "DRIFTWATCH_INFERENCE_BACKEND=native" if backend == "native" else "non-numeric features"
+    other_types = sorted({f.kind for f in schema.features if f.kind not in ONNX_KINDS})
+    if backend == "native":
         _warm_up(native, schema, warmup_rows)
-        return LoadedPredictor(native, fault, classes, f"scikit-learn ({why})", kind)
-    try:
-        compiled = compile_onnx(estimator, len(schema.names), with_probabilities=native.with_probabilities,
-                                classifier=kind == "classification")
-        rows = verification_rows(schema, warmup_rows)
-        mismatch = compare(compiled, native, schema, rows, regression=kind == "regression")
-    except Exception as exc:  # skl2onnx raises many kinds for models it cannot convert
-        mismatch = f"cannot compile to ONNX ({type(exc).__name__}: {str(exc)[:200]})"
+        return LoadedPredictor(native, fault, classes, "scikit-learn (DRIFTWATCH_INFERENCE_BACKEND=native)", kind)
+    rows: np.ndarray | list[list[Any]] = []
+    optional_text = [f.name for f in schema.features if f.kind == "string" and not f.required]
+    if other_types:
+        mismatch: str | None = f"ONNX is not tried on {', '.join(other_types)} columns"
+    elif optional_text:  # a missing text value has no ONNX string tensor to go in
+        mismatch = f"ONNX is not tried on optional string columns ({', '.join(optional_text[:5])})"
+    else:
+        try:
+            compiled = compile_onnx(estimator, schema, with_probabilities=native.with_probabilities,
+                                    classifier=kind == "classification")
+            rows = verification_rows(schema, warmup_rows)
+            mismatch = compare(compiled, native, schema, rows, regression=kind == "regression")
+            if mismatch is None and not schema.all_numeric:
+                mismatch = compare_unseen(compiled, native, schema, rows, regression=kind == "regression")
+        except Exception as exc:  # skl2onnx raises many kinds for models it cannot convert
+            mismatch = f"cannot compile to ONNX ({type(exc).__name__}: {str(exc)[:200]})"
     if mismatch is None:
         _warm_up(compiled, schema, warmup_rows)
         same = (f"same values (±{VALUE_TOLERANCE:g} relative)" if kind == "regression" else
@@ -209,14 +254,17 @@ def load_predictor(model_dir: Path, schema: ModelSchema, warmup_rows: list[list[
     return LoadedPredictor(native, fault, classes, f"scikit-learn ({mismatch})", kind)
 
 
-def compile_onnx(estimator: Any, n_features: int, *, with_probabilities: bool,
+def compile_onnx(estimator: Any, schema: ModelSchema, *, with_probabilities: bool,
                  classifier: bool = True) -> OnnxPredictor:
     """Compile in float64; a model whose float64 graph ONNX Runtime cannot run (tree ensembles: its
-    TreeEnsembleRegressor computes in float32) is compiled in float32, which is what scikit-learn's
-    trees compare with anyway. Either way ``compare`` decides whether the result is used."""
+    TreeEnsembleRegressor computes in float32; a ColumnTransformer's one-hot output is float32) is
+    compiled in float32, which is what scikit-learn's trees compare with anyway. An all-numeric schema
+    is one matrix input (else, e.g. a ColumnTransformer selecting columns by name, one input per
+    column); string columns always mean one input per column (``StringTensorType``). Either way
+    ``compare`` decides whether the result is used."""
     import onnxruntime as ort
     from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
 
     options = ort.SessionOptions()
     # One thread: the service is one process on a shared machine; requests are single rows.
@@ -227,20 +275,26 @@ def compile_onnx(estimator: Any, n_features: int, *, with_probabilities: bool,
     # zipmap is an option of classifiers with probabilities only: regressors and LinearSVC refuse it.
     # Options are keyed by the final estimator: a Pipeline otherwise hands its last step zipmap=True.
     final = final_estimator(estimator)
-    attempts = [(tensor, dtype, zipmap) for tensor, dtype in ((DoubleTensorType, np.float64),
-                                                             (FloatTensorType, np.float32))
+    strings = [f.kind == "string" for f in schema.features]
+    attempts = [(per_column, tensor, dtype, zipmap)
+                for per_column in ((False, True) if schema.all_numeric else (True,))
+                for tensor, dtype in ((DoubleTensorType, np.float64), (FloatTensorType, np.float32))
                 for zipmap in ((True, False) if classifier else (False,))]
-    for tensor, dtype, zipmap in attempts:
+    for per_column, tensor, dtype, zipmap in attempts:
+        inputs = ([(name, StringTensorType([None, 1]) if text else tensor([None, 1]))
+                   for name, text in zip(schema.names, strings, strict=True)] if per_column
+                  else [("X", tensor([None, len(schema.names)]))])
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                onx = to_onnx(estimator, initial_types=[("X", tensor([None, n_features]))],
+                onx = to_onnx(estimator, initial_types=inputs,
                               options={id(final): {"zipmap": False} if zipmap else {}})
             session = ort.InferenceSession(onx.SerializeToString(), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # skl2onnx and onnxruntime raise many kinds
             first_error = first_error or exc
             continue
-        return OnnxPredictor(session, with_probabilities=with_probabilities, dtype=dtype)
+        return OnnxPredictor(session, with_probabilities=with_probabilities, dtype=dtype,
+                             strings=strings if per_column else None)
     assert first_error is not None
     raise first_error
 
@@ -251,25 +305,72 @@ def final_estimator(estimator: Any) -> Any:
     return final_estimator(steps[-1][1]) if steps else estimator
 
 
-def verification_rows(schema: ModelSchema, warmup_rows: list[list[Any]], *, seed: int = 0) -> np.ndarray:
-    """The warm-up rows plus synthetic rows spread over (and a little beyond) their range."""
-    base = schema.to_matrix(warmup_rows) if warmup_rows else np.zeros((1, len(schema.names)))
+def verification_rows(schema: ModelSchema, warmup_rows: list[list[Any]], *,
+                      seed: int = 0) -> np.ndarray | list[list[Any]]:
+    """The warm-up rows plus synthetic rows spread over (and a little beyond) their range: a float
+    matrix for an all-numeric schema, else rows (string columns draw from the values the warm-up rows
+    hold)."""
+    if schema.all_numeric:
+        base = schema.to_matrix(warmup_rows) if warmup_rows else np.zeros((1, len(schema.names)))
+        return np.vstack([base, _synthetic_numbers(schema, base, seed)])
+    if not warmup_rows:
+        raise ValueError("no warm-up rows to draw string values from")
+    numeric = [i for i, f in enumerate(schema.features) if f.numeric]
+    base = np.array([[row[i] for i in numeric] for row in warmup_rows], dtype=np.float64)
+    numbers = _synthetic_numbers(schema, base, seed, columns=numeric)
+    rng = np.random.default_rng(seed + 1)
+    synthetic = [[None] * len(schema.names) for _ in range(SYNTHETIC_ROWS)]
+    for j, spec in enumerate(schema.features):
+        if spec.numeric:
+            column = numbers[:, numeric.index(j)].tolist()
+        else:
+            seen = sorted({row[j] for row in warmup_rows if isinstance(row[j], str)})
+            column = [seen[k] for k in rng.integers(0, len(seen), SYNTHETIC_ROWS)] if seen else [""] * SYNTHETIC_ROWS
+        for row, value in zip(synthetic, column, strict=True):
+            row[j] = value
+    return [list(row) for row in warmup_rows] + synthetic
+
+
+def _synthetic_numbers(schema: ModelSchema, base: np.ndarray, seed: int,
+                       columns: list[int] | None = None) -> np.ndarray:
     rng = np.random.default_rng(seed)
     low, high = np.nanmin(base, axis=0), np.nanmax(base, axis=0)
     span = np.where(high > low, high - low, 1.0)
     synthetic = rng.uniform(low - 0.25 * span, high + 0.25 * span, size=(SYNTHETIC_ROWS, base.shape[1]))
-    for i, spec in enumerate(schema.features):
-        if spec.kind in ("long", "integer"):
+    for i, j in enumerate(columns if columns is not None else range(base.shape[1])):
+        if schema.features[j].kind in ("long", "integer"):
             synthetic[:, i] = np.round(synthetic[:, i])
-    return np.vstack([base, synthetic])
+    return synthetic
 
 
-def compare(candidate: Predictor, native: SklearnPredictor, schema: ModelSchema, rows: np.ndarray, *,
-            regression: bool = False) -> str | None:
+UNSEEN = "__driftwatch_unseen_category__"
+
+
+def compare_unseen(candidate: Predictor, native: SklearnPredictor, schema: ModelSchema,
+                   rows: np.ndarray | list[list[Any]], *, regression: bool = False) -> str | None:
+    """A category no row held, in each string column in turn: ONNX's one-hot encoding ignores it, so
+    the model's own code must answer it too (``handle_unknown="ignore"``), and the same."""
+    listed = rows.tolist() if isinstance(rows, np.ndarray) else rows
+    unseen = []
+    for j, spec in enumerate(schema.features):
+        if spec.kind == "string":
+            row = list(listed[0])
+            row[j] = UNSEEN
+            unseen.append(row)
+    try:
+        native.predict(schema.to_frame(unseen))
+    except Exception as exc:  # the model's own code refuses it, with an error of its choosing
+        return (f"scikit-learn refuses a category it has not seen ({type(exc).__name__}; e.g. "
+                "OneHotEncoder(handle_unknown='error')) where ONNX would answer")
+    return compare(candidate, native, schema, unseen, regression=regression)
+
+
+def compare(candidate: Predictor, native: SklearnPredictor, schema: ModelSchema,
+            rows: np.ndarray | list[list[Any]], *, regression: bool = False) -> str | None:
     """None when ``candidate`` answers like ``native`` on every row (and on single rows); else why not."""
-    frame = schema.to_frame(rows.tolist())
-    want = native.predict(frame)
-    got = candidate.predict(rows)
+    listed = rows.tolist() if isinstance(rows, np.ndarray) else rows
+    want = native.predict(schema.to_frame(listed))
+    got = candidate.predict(predictor_input(candidate, schema, listed))
     if regression:
         expected = np.asarray(want.labels, dtype=np.float64)
         found = np.asarray(got.labels, dtype=np.float64)
@@ -279,7 +380,8 @@ def compare(candidate: Predictor, native: SklearnPredictor, schema: ModelSchema,
         worst = float(np.max(gap)) if gap.size else 0.0
         if not worst <= VALUE_TOLERANCE:
             return f"ONNX values differ from scikit-learn by up to {worst:.2g} (relative) on the warm-up rows"
-        single = np.asarray(candidate.predict(rows[:1]).labels, dtype=np.float64)
+        single = np.asarray(candidate.predict(predictor_input(candidate, schema, listed[:1])).labels,
+                            dtype=np.float64)
         first = float(expected[0])
         if single.size != 1 or not abs(float(single[0]) - first) <= VALUE_TOLERANCE * max(1.0, abs(first)):
             return "ONNX answers a single row differently from a batch"
@@ -293,7 +395,7 @@ def compare(candidate: Predictor, native: SklearnPredictor, schema: ModelSchema,
         worst = float(np.max(np.abs(want.probabilities - got.probabilities)))
         if not worst <= PROBABILITY_TOLERANCE:
             return f"ONNX probabilities differ from scikit-learn by up to {worst:.2g} on the warm-up rows"
-    one = candidate.predict(rows[:1])
+    one = candidate.predict(predictor_input(candidate, schema, listed[:1]))
     if one.labels != want.labels[:1]:
         return "ONNX answers a single row differently from a batch"
     return None
@@ -305,7 +407,7 @@ def _warm_up(predictor: Predictor, schema: ModelSchema, rows: list[list[Any]]) -
         return
     sample = rows[: min(len(rows), 64)]
     for chunk in (sample[:1], sample):
-        x = schema.to_matrix(chunk) if predictor.wants_matrix else schema.to_frame(chunk)
+        x = predictor_input(predictor, schema, chunk)
         try:
             predictor.predict(x)
         except Exception as exc:

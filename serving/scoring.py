@@ -23,6 +23,7 @@ from driftwatch import jsonsafe
 from serving.metrics import OTHER_CLASS, ServingMetrics
 from serving.model_store import LoadedModel, ModelStore
 from serving.prediction_log import PredictionLog
+from serving.predictor import predictor_input
 from serving.request_formats import InputProblem
 
 logger = logging.getLogger(__name__)
@@ -219,7 +220,7 @@ class Scorer:
             await asyncio.sleep(fault.latency_seconds)
         fault.maybe_fail()
         predictor = model.predictor
-        x = model.schema.to_matrix(rows) if predictor.wants_matrix else model.schema.to_frame(rows)
+        x = predictor_input(predictor, model.schema, rows)
         output = await asyncio.to_thread(predictor.predict, x) if predictor.blocking else predictor.predict(x)
         if fault.flip_rate > 0:
             output = fault.flip(output, sorted(model.class_index, key=model.class_index.__getitem__))

@@ -4,7 +4,7 @@ exporter's own app (``drift_exporter.app.create_app``; checks run on demand inst
 read /metrics, roll back — for four models that are not Iris:
 
 (a) a Pipeline with a ColumnTransformer, string categorical columns holding codes like "01" and "NA",
-    and string class labels;
+    and string class labels (ONNX, one input per column);
 (b) a gradient-boosting regressor (ONNX);
 (c) a classifier with labels starting at 1 and no predict_proba (ONNX);
 (d) 32 features whose names have spaces and punctuation (ONNX).
@@ -126,7 +126,7 @@ def _fit_wide(x: pd.DataFrame, y: pd.Series, seed: int) -> Any:
 
 CASES = [
     Case("pipeline-categorical", _draw_pipeline, _fit_pipeline, "amount", "classification", ["churn", "stay"],
-         "sklearn"),
+         "onnx"),
     Case("regressor", _draw_regression, _fit_regression, "x0", "regression", None, "onnx"),
     Case("labels-from-1-no-proba", _draw_from_one, _fit_from_one, "u", "classification", [1, 2, 3], "onnx"),
     Case("32-punctuated-features", _draw_wide, _fit_wide, WIDE[4], "classification", [0, 1], "onnx"),
@@ -212,7 +212,8 @@ def running(case: Case, mlflow_server: MlflowServer, tmp_path: Path) -> Iterator
 def test_your_own_model_end_to_end(case: Case, running: tuple[Running, pd.DataFrame]) -> None:
     stack, x_train = running
     health = httpx.get(f"{stack.serving}/health", timeout=10).json()
-    assert health["model_version"] == "2"
+    assert health["model_version"] == "2" and health["inference_backend"] == case.backend, health
+    assert health["inference_check"].startswith(case.backend), health  # how the backend was chosen
     metadata = httpx.get(f"{stack.serving}/metadata", timeout=10).json()["model"]
     assert metadata["task"] == case.task
     assert metadata["inference_backend"] == case.backend, metadata["inference_check"]

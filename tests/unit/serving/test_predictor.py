@@ -73,7 +73,7 @@ def test_native_backend_runs_the_models_own_code(saved_models: dict[str, SavedMo
 class _AlwaysVirginica:
     backend = "onnx"
     blocking = False
-    wants_matrix = True
+    wants = "matrix"
 
     def predict(self, x: Any) -> Output:
         return Output(labels=[2] * len(x), probabilities=None)
@@ -85,7 +85,7 @@ def test_a_compiled_model_that_disagrees_is_not_used(saved_models: dict[str, Sav
     assert "labels differ" in str(compare(_AlwaysVirginica(), native, IRIS, rows))
 
     class Shifted:
-        backend, blocking, wants_matrix = "onnx", False, True
+        backend, blocking, wants = "onnx", False, "matrix"
 
         def predict(self, x: Any) -> Output:
             out = native.predict(IRIS.to_frame(np.asarray(x).tolist()))
@@ -130,8 +130,61 @@ def test_a_pipeline_ending_in_a_classifier_without_probabilities_compiles() -> N
     x = rng.normal(size=(300, 3)) + np.repeat(np.eye(3) * 3, 100, axis=0)
     y = np.repeat([1, 2, 3], 100)
     model = Pipeline([("scale", StandardScaler()), ("svc", LinearSVC(random_state=0))]).fit(x, y)
-    compiled = compile_onnx(model, 3, with_probabilities=False, classifier=True)
     schema = ModelSchema([FeatureSpec(n, "double") for n in ("a", "b", "c")])
+    compiled = compile_onnx(model, schema, with_probabilities=False, classifier=True)
     assert compare(compiled, SklearnPredictor(model, with_probabilities=False), schema,
                    verification_rows(schema, x.tolist())) is None
     assert compiled.predict(x[:5]).labels == model.predict(x[:5]).tolist()
+
+
+def _churn(handle_unknown: str) -> tuple[Any, ModelSchema, list[list[Any]]]:
+    """A Pipeline with a ColumnTransformer: one-hot string codes ("01", "NA") and scaled numbers whose
+    names have spaces, string labels."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(5)
+    n = 600
+    x = pd.DataFrame({"region": rng.choice(["01", "02", "NA"], n), "plan": rng.choice(["basic", "pro"], n),
+                      "monthly charges": rng.normal(70, 15, n), "tenure (months)": rng.integers(1, 72, n)})
+    score = (x["monthly charges"] - 70) / 15 - x["tenure (months)"] / 36 + (x["plan"] == "basic")
+    y = np.where(score + rng.normal(0, 0.3, n) > 0, "yes", "no")
+    model = Pipeline([("encode", ColumnTransformer([
+        ("codes", OneHotEncoder(handle_unknown=handle_unknown), ["region", "plan"]),
+        ("numbers", StandardScaler(), ["monthly charges", "tenure (months)"])])),
+        ("clf", LogisticRegression(max_iter=1000))]).fit(x, y)
+    schema = ModelSchema([FeatureSpec("region", "string"), FeatureSpec("plan", "string"),
+                          FeatureSpec("monthly charges", "double"), FeatureSpec("tenure (months)", "long")])
+    return model, schema, x.head(200).to_numpy().tolist()
+
+
+def test_a_column_transformer_over_string_columns_compiles_with_one_input_per_column() -> None:
+    from serving.predictor import compare_unseen, compile_onnx, predictor_input
+
+    model, schema, rows = _churn("ignore")
+    compiled = compile_onnx(model, schema, with_probabilities=True, classifier=True)
+    assert compiled.wants == "rows" and len(compiled.inputs) == 4
+    native = SklearnPredictor(model)
+    checked = verification_rows(schema, rows, seed=3)
+    assert len(checked) == len(rows) + 1000 and {r[0] for r in checked} == {"01", "02", "NA"}
+    assert compare(compiled, native, schema, checked) is None
+    assert compare_unseen(compiled, native, schema, checked) is None  # handle_unknown="ignore": same answers
+    got = compiled.predict(predictor_input(compiled, schema, rows[:1]))
+    want_labels = model.predict(schema.to_frame(rows[:1])).tolist()
+    assert got.labels == want_labels and want_labels[0] in ("yes", "no")
+    assert got.probabilities is not None
+    np.testing.assert_allclose(got.probabilities, model.predict_proba(schema.to_frame(rows[:1])), atol=1e-6)
+
+
+def test_a_model_that_refuses_unseen_categories_is_not_served_by_onnx() -> None:
+    from serving.predictor import compare_unseen, compile_onnx
+
+    model, schema, rows = _churn("error")
+    compiled = compile_onnx(model, schema, with_probabilities=True, classifier=True)
+    native = SklearnPredictor(model)
+    checked = verification_rows(schema, rows)
+    assert compare(compiled, native, schema, checked) is None
+    reason = compare_unseen(compiled, native, schema, checked)
+    assert reason is not None and "refuses a category it has not seen" in reason
