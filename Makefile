@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export DRIFTWATCH_HOME ?= $(CURDIR)/.driftwatch
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps demo test unit integration lint typecheck check bench clean
+.PHONY: help install system-deps demo test unit integration lint typecheck check bench bench-nannyml clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -47,8 +47,17 @@ lint: install ## ruff
 typecheck: install ## mypy --strict on the packages
 	$(BIN)/mypy
 
-bench: install ## Benchmarks against peers (prints ratios)
+# NannyML (bench_quality.py's CBPE peer) in a virtualenv of its own: its pins conflict with boto3's.
+NANNYML_VENV := benchmarks/.venv-nannyml
+$(NANNYML_VENV)/bin/nannyml-installed: benchmarks/requirements-nannyml.txt
+	@[ -x $(NANNYML_VENV)/bin/python ] || $(PYTHON) -m venv $(NANNYML_VENV)
+	$(NANNYML_VENV)/bin/pip install -q -r benchmarks/requirements-nannyml.txt
+	@touch $@
+
+bench-nannyml: $(NANNYML_VENV)/bin/nannyml-installed ## NannyML in benchmarks/.venv-nannyml for bench_quality.py
+
+bench: install bench-nannyml ## Benchmarks against peers (prints ratios)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean: ## Remove the virtualenv and the local data folder
-	rm -rf $(VENV) .driftwatch .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(NANNYML_VENV) .driftwatch .mypy_cache .ruff_cache .pytest_cache

@@ -13,11 +13,11 @@ feedback ingestion and the join.
 3. CBPE error against realized accuracy, on NannyML's own data with drift (US census employment in
    Massachusetts: real data, later years drift; and its synthetic multiclass set), chunk by chunk:
    our estimate (top-class probability calibrated on the reference by isotonic regression, what the
-   service computes) next to NannyML's CBPE on the same chunks, in the same run. Needs nannyml,
-   which is not a dependency: NannyML 0.13 installs here only by downgrading botocore below what
-   boto3 needs (s3fs -> aiobotocore), so add it to a separate virtualenv
-   (``python3.11 -m venv /tmp/nml && /tmp/nml/bin/pip install -e . nannyml``); without it this part
-   says so and is skipped. Its usage telemetry is switched off (NML_DISABLE_USAGE_LOGGING).
+   service computes) next to NannyML's CBPE on the same chunks of the same files, in the same run.
+   NannyML cannot share our virtualenv (0.13 pins botocore below what boto3 needs, through s3fs ->
+   aiobotocore), so it runs in its own, benchmarks/.venv-nannyml (``make bench-nannyml``), as a
+   subprocess (benchmarks/nannyml_cbpe.py) that writes the data files and its estimates; without
+   that virtualenv this part says so in one line. Its usage telemetry is off (NML_DISABLE_USAGE_LOGGING).
 4. Feedback ingestion through the real service: uvicorn on a free loopback port, SQLite store,
    ``POST /feedback`` in batches of 10,000 (what ``driftwatch feedback FILE`` sends) against one
    label per request (a per-prediction feedback call, as Seldon's /feedback takes). Target >= 20,000
@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -112,62 +114,56 @@ def labels_to_catch(rng: np.random.Generator, *, p: float, drop: float, holdout:
 
 
 # ---------------------------------------------------------------------- CBPE against NannyML
-def cbpe_comparison(chunk_size: int, verbose: bool = False) -> list[str]:
-    os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")  # NannyML phones home otherwise
-    try:
-        import nannyml as nml
-    except ImportError:
-        return ["cbpe: nannyml is not installed (see the module docstring): comparison skipped"]
+NANNYML_PYTHON = Path(__file__).resolve().parent / ".venv-nannyml" / "bin" / "python"
+NANNYML_RUNNER = Path(__file__).resolve().parent / "nannyml_cbpe.py"
 
+
+def _nannyml(*args: str) -> None:
+    env = {**os.environ, "NML_DISABLE_USAGE_LOGGING": "1"}  # NannyML phones home otherwise
+    subprocess.run([str(NANNYML_PYTHON), str(NANNYML_RUNNER), *args], check=True, env=env, timeout=1800)
+
+
+def cbpe_comparison(chunk_size: int, verbose: bool = False) -> list[str]:
+    """Ours and NannyML's CBPE on the same files: NannyML (in its own virtualenv, a subprocess) writes
+    its shipped data sets with drift and its per-chunk estimates; we estimate the same chunks here."""
+    import pandas as pd
+
+    if not NANNYML_PYTHON.exists():
+        return ["cbpe: NannyML's virtualenv benchmarks/.venv-nannyml is missing (`make bench-nannyml` makes it; "
+                "NannyML cannot share our virtualenv: it pins botocore below what boto3 needs): comparison skipped"]
     lines = []
-    # Real data with real drift: ACS employment in Massachusetts, later years (NannyML's shipped copy).
-    reference, analysis, targets = nml.load_us_census_ma_employment_data()
-    analysis = analysis.merge(targets, on="id")
-    for frame in (reference, analysis):
-        frame.rename(columns={"prediction": "y_pred", "predicted_probability": "y_pred_proba"}, inplace=True)
-    datasets = [("us-census-employment-MA (binary, real drift)", reference, analysis, "employed", "binary")]
-    mc_reference, mc_analysis, mc_targets = nml.load_synthetic_multiclass_classification_dataset()
-    mc_analysis = mc_analysis.merge(mc_targets, on="id")
-    datasets.append(("synthetic credit-card multiclass (NannyML, drift)", mc_reference, mc_analysis, "y_true",
-                     "multiclass"))
-    for name, ref, ana, y_true, kind in datasets:
-        if kind == "binary":
-            ref_conf = np.where(ref["y_pred"] == 1, ref["y_pred_proba"], 1 - ref["y_pred_proba"])
-            ana_conf = np.where(ana["y_pred"] == 1, ana["y_pred_proba"], 1 - ana["y_pred_proba"])
-            proba: str | dict[str, str] = "y_pred_proba"
-            problem = "classification_binary"
-        else:
-            columns = sorted(c for c in ref.columns if c.startswith("y_pred_proba_"))
-            ref_conf = ref[columns].to_numpy().max(axis=1)
-            ana_conf = ana[columns].to_numpy().max(axis=1)
-            proba = {c.removeprefix("y_pred_proba_"): c for c in columns}
-            problem = "classification_multiclass"
-        started = time.perf_counter()
-        ours = ConfidenceCalibration(ref_conf, (ref["y_pred"] == ref[y_true]).to_numpy(float))
-        our_fit = time.perf_counter() - started
-        estimator = nml.CBPE(problem_type=problem, y_pred_proba=proba, y_pred="y_pred", y_true=y_true,
-                             metrics=["accuracy"], chunk_size=chunk_size)
-        started = time.perf_counter()
-        estimator.fit(ref)
-        results = estimator.estimate(ana).filter(period="analysis").to_df()
-        their_time = time.perf_counter() - started
-        our_errors, their_errors = [], []
-        started = time.perf_counter()
-        for i in range(len(results)):
-            start = int(results[("chunk", "start_index")].iloc[i])
-            end = int(results[("chunk", "end_index")].iloc[i]) + 1
-            chunk = ana.iloc[start:end]
-            realized = float((chunk["y_pred"] == chunk[y_true]).mean())
-            our_errors.append(abs(ours.expected_accuracy(ana_conf[start:end]) - realized))
-            their_errors.append(abs(float(results[("accuracy", "value")].iloc[i]) - realized))
-        our_time = our_fit + time.perf_counter() - started
-        ours_mae, theirs_mae = float(np.mean(our_errors)), float(np.mean(their_errors))
-        if verbose:
-            for i, (a, b) in enumerate(zip(our_errors, their_errors, strict=True)):
-                print(f"  chunk {i}: |ours - realized| {a:.5f}  |NannyML - realized| {b:.5f}")
-        lines.append(f"cbpe {name}: {len(results)} chunks of {chunk_size}: MAE against realized accuracy "
-                     f"ours {ours_mae:.5f}, NannyML {theirs_mae:.5f} (ratio {ours_mae / theirs_mae:.2f}; goal <= 1); "
-                     f"time ours {our_time:.2f} s, NannyML {their_time:.2f} s")
+    with tempfile.TemporaryDirectory(prefix="bench-quality-cbpe-") as tmp:
+        _nannyml("export", "--out", tmp)
+        for folder in sorted(Path(tmp).iterdir()):
+            _nannyml("estimate", str(folder), "--chunk-size", str(chunk_size))
+            meta = json.loads((folder / "meta.json").read_text())
+            theirs = json.loads((folder / "nannyml.json").read_text())
+            ref = pd.read_csv(folder / "reference.csv")
+            ana = pd.read_csv(folder / "analysis.csv")
+            y_true, proba = meta["y_true"], list(meta["proba"].values())
+            if meta["problem"] == "classification_binary":  # the top-class probability, as serving logs it
+                ref_conf = np.where(ref["y_pred"] == 1, ref[proba[0]], 1 - ref[proba[0]])
+                ana_conf = np.where(ana["y_pred"] == 1, ana[proba[0]], 1 - ana[proba[0]])
+            else:
+                ref_conf, ana_conf = ref[proba].to_numpy().max(axis=1), ana[proba].to_numpy().max(axis=1)
+            started = time.perf_counter()
+            ours = ConfidenceCalibration(ref_conf, (ref["y_pred"] == ref[y_true]).to_numpy(float))
+            our_errors, their_errors = [], []
+            for chunk in theirs["chunks"]:
+                start, end = chunk["start"], chunk["end"] + 1
+                rows = ana.iloc[start:end]
+                realized = float((rows["y_pred"] == rows[y_true]).mean())
+                our_errors.append(abs(ours.expected_accuracy(ana_conf[start:end]) - realized))
+                their_errors.append(abs(chunk["accuracy"] - realized))
+            our_time = time.perf_counter() - started
+            ours_mae, theirs_mae = float(np.mean(our_errors)), float(np.mean(their_errors))
+            if verbose:
+                for i, (a, b) in enumerate(zip(our_errors, their_errors, strict=True)):
+                    print(f"  chunk {i}: |ours - realized| {a:.5f}  |NannyML - realized| {b:.5f}")
+            lines.append(f"cbpe {meta['title']}: {len(our_errors)} chunks of {chunk_size}: MAE against realized "
+                         f"accuracy ours {ours_mae:.5f}, NannyML {theirs['version']} {theirs_mae:.5f} (ratio "
+                         f"{ours_mae / theirs_mae:.3f}; goal <= 1); time ours {our_time:.2f} s, NannyML "
+                         f"{theirs['seconds']:.2f} s")
     return lines
 
 
