@@ -229,9 +229,9 @@ class ModelRegistry:
     def input_columns(self, version: str) -> dict[str, str] | None:
         """The version's input signature as column -> type (None without a column signature)."""
         with tempfile.TemporaryDirectory(prefix="driftwatch-signature-") as tmp:
-            local = self.download_model(version, Path(tmp))
+            mlmodel = self._download_mlmodel(version, Path(tmp))
             with self._call(f"signature of v{version}"):
-                signature = mlflow.models.Model.load(str(local / "MLmodel")).signature
+                signature = mlflow.models.Model.load(str(mlmodel)).signature
         inputs = getattr(signature, "inputs", None)
         if inputs is None or not inputs.has_input_names():
             return None
@@ -342,6 +342,22 @@ class ModelRegistry:
                 raise RegistryError(f"model v{version} has no MLmodel file at {uri}")
             local = candidates[0].parent
         return local
+
+    def _download_mlmodel(self, version: str, dst: Path) -> Path:
+        """Only the version's ``MLmodel`` file (the signature lives there): the promote guards read two
+        signatures per promotion, and the whole model folder can be large. A model whose ``MLmodel`` is
+        not at the root of its download URI is downloaded whole."""
+        with self._call(f"downloading the MLmodel file of v{version}"):
+            uri = self.client.get_model_version_download_uri(self.name, str(version))
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{uri.rstrip('/')}/MLmodel", dst_path=str(dst), tracking_uri=self.tracking_uri)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                with self._call(f"downloading the MLmodel file of v{version}"):
+                    raise
+            return self.download_model(version, dst / "model") / "MLmodel"
+        return Path(path)
 
     def download_reference(self, version: str, dst: Path) -> Path:
         """Copy the version's reference data folder (see ``model_registry.reference``) to ``dst``."""

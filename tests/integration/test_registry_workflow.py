@@ -145,3 +145,54 @@ def test_cli_says_when_the_registry_is_unreachable(tmp_path: Path) -> None:
     result = run_cli("versions", env=env)
     assert result.returncode == 1
     assert "cannot be reached" in result.stderr and "MLFLOW_TRACKING_URI" in result.stderr
+
+
+def test_promote_refuses_without_reference_data_or_with_inputs_production_clients_cannot_send(
+        mlflow_server: MlflowServer, tmp_path: Path) -> None:
+    """Issue #11 item 4 (docs/contract.md, promote guards): each refusal says which columns, and
+    ``force`` overrides it on the record. Signatures are read from the ``MLmodel`` file alone."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    from model_registry.register import register
+
+    settings = settings_for(mlflow_server, "guards", "alias", tmp_path)
+    registry = ModelRegistry(settings)
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"floor area": rng.normal(80, 20, 300), "rooms (n)": rng.integers(1, 6, 300).astype(float)})
+    target = 2.5 * frame["floor area"] + 10 * frame["rooms (n)"]
+    first = register(LinearRegression().fit(frame, target), frame, target, x_holdout=frame.tail(60),
+                     y_holdout=target.tail(60), promote=True, settings=settings, registry=registry, actor="test")
+    assert first.promoted and first.version == "1"
+
+    # Another column set: one of production's columns missing, one new, one retyped.
+    other = frame.drop(columns=["rooms (n)"]).assign(**{"garden?": rng.normal(size=300)})
+    other["floor area"] = other["floor area"].round().astype("int64")
+    second = register(LinearRegression().fit(other, target), other, target, settings=settings, registry=registry)
+    with pytest.raises(PromotionRefused) as refused:
+        registry.promote(second.version or "", actor="test")
+    message = str(refused.value)
+    assert "lacks production's input columns" in message and "rooms (n)" in message
+    assert "garden?" in message and "floor area (double -> long)" in message and "--force" in message
+    assert registry.production_version() is not None and registry.production_version().version == "1"  # type: ignore[union-attr]
+
+    # Another task: a classifier on the same columns cannot replace a regressor unasked.
+    labels = np.where(target > target.median(), "high", "low")
+    third = register(LogisticRegression(max_iter=500).fit(frame, labels), frame, labels, settings=settings,
+                     registry=registry)
+    with pytest.raises(PromotionRefused, match="is a classification model, production v1 a regression model"):
+        registry.promote(third.version or "", actor="test")
+
+    # A version logged without driftwatch (no reference data) cannot be watched, so it is refused.
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(LinearRegression().fit(frame, target), name="model",
+                                        input_example=frame.head(2), registered_model_name=settings.model_name)
+    bare = str(info.registered_model_version)
+    with pytest.raises(PromotionRefused, match=f"v{bare} has no reference data"):
+        registry.promote(bare, actor="test")
+
+    forced = registry.promote(second.version or "", actor="test", force=True)
+    assert (forced.version, forced.previous) == (second.version, "1")
