@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Callable
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import FastAPI, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -19,9 +15,10 @@ from drift_exporter.metrics import DriftMetrics
 from drift_exporter.monitor import DriftMonitor, ProductionSource
 from drift_exporter.report import render_report
 from drift_exporter.settings import DriftExporterSettings
-from driftwatch.http_metrics import HttpMetricsMiddleware
-from driftwatch.periodic import start_periodic
-from driftwatch.server_limits import LIMIT_RESPONSES, LimitsMiddleware, Problem
+from driftwatch.jsonsafe import finite
+from driftwatch.periodic import periodic_lifespan, scheduler_health
+from driftwatch.server_limits import LIMIT_RESPONSES, Problem
+from driftwatch.service import add_http_layers
 
 log = logging.getLogger("drift_exporter")
 JOB_ID = "drift-check"
@@ -42,27 +39,17 @@ def create_app(settings: DriftExporterSettings, *, registry: CollectorRegistry |
     monitor = DriftMonitor(settings, source=source, metrics=metrics, clock=clock)
     report_lock = threading.Lock()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        scheduler: BackgroundScheduler | None = None
-        if schedule:
-            scheduler = start_periodic(monitor.run_once, seconds=settings.interval_seconds, job_id=JOB_ID)
-            log.info("drift exporter watching %s: log folder %s, a check every %.0f s, window %d rows "
-                     "(at least %d for a verdict)", settings.model_name, settings.resolved_log_dir,
-                     settings.interval_seconds, settings.window_rows, settings.effective_min_window_rows)
-        app.state.scheduler = scheduler
-        try:
-            yield
-        finally:
-            if scheduler is not None:
-                scheduler.shutdown(wait=True)
+    def started() -> None:
+        log.info("drift exporter watching %s: log folder %s, a check every %.0f s, window %d rows "
+                 "(at least %d for a verdict)", settings.model_name, settings.resolved_log_dir,
+                 settings.interval_seconds, settings.window_rows, settings.effective_min_window_rows)
 
+    lifespan = periodic_lifespan(monitor.run_once, seconds=settings.interval_seconds, job_id=JOB_ID,
+                                 enabled=schedule, started=started)
     app = FastAPI(title="Driftwatch drift exporter", lifespan=lifespan, responses=LIMIT_RESPONSES)
-    # Server limits (driftwatch.server_limits) inside the metrics; the exporter takes no bodies.
-    app.add_middleware(LimitsMiddleware, max_body_bytes=EXPORTER_MAX_BODY_BYTES,
-                       max_concurrent_requests=settings.server_limits().max_concurrent_requests)
-    app.state.connection_closes = metrics.connection_closes
-    app.add_middleware(HttpMetricsMiddleware, observe=metrics.http.observe)
+    # The exporter takes no bodies: a small body limit.
+    add_http_layers(app, max_body_bytes=EXPORTER_MAX_BODY_BYTES, limits=settings.server_limits(),
+                    connection_closes=metrics.connection_closes, observe=metrics.http.observe)
     app.state.monitor = monitor
     app.state.metrics = metrics
     app.state.scheduler = None
@@ -76,7 +63,7 @@ def create_app(settings: DriftExporterSettings, *, registry: CollectorRegistry |
         """The last check: its state and the last result (scores, p-values, verdicts per feature)."""
         state, result = monitor.snapshot()
         body = {"model_name": settings.model_name, "run": state.to_dict(),
-                "result": None if result is None else _finite(result.to_dict())}
+                "result": None if result is None else finite(result.to_dict())}
         return JSONResponse(body)
 
     @app.get("/report", response_class=HTMLResponse, responses={
@@ -107,22 +94,10 @@ def create_app(settings: DriftExporterSettings, *, registry: CollectorRegistry |
     def health() -> JSONResponse:
         """Alive and scheduling (a failed check is reported, not fatal: see /drift)."""
         state, _ = monitor.snapshot()
-        scheduler = app.state.scheduler
-        running = bool(scheduler is not None and scheduler.running)
-        healthy = running or not schedule
+        running, healthy = scheduler_health(app, enabled=schedule)
         body = {"status": "ok" if healthy else "scheduler_stopped", "scheduler_running": running,
                 "last_check": state.status, "production_version": state.production_version}
         return JSONResponse(body, status_code=200 if healthy else 503)
 
     return app
 
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN or infinity: such numbers become null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

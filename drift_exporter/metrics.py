@@ -113,7 +113,8 @@ class DriftMetrics:
         self.lost_rows = Counter(
             "model_prediction_log_lost",
             "Prediction log rows serving acknowledged but never wrote, because it died (kill -9) before its "
-            "log writer got them: the seq gap its writer's log_end line reports (each counted once).",
+            "log writer got them: the seq gap its writer's log_end line reports, or, when the writer died too, "
+            "the gap between its counter file and the last seq written (each counted once).",
             ["model_name"], registry=registry)
         self._published: dict[Gauge, set[Labels]] = {}
         self.runs.labels(model_name)

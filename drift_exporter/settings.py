@@ -9,19 +9,15 @@ from pydantic import Field, model_validator
 from drift_exporter.decisions import ANDERSON_THRESHOLD, ChiSquare, DriftPolicy, Method
 from drift_exporter.stats import Correction
 from driftwatch.logsegments import S3Location
-from driftwatch.settings import DRIFT_PORT, DRIFT_PORT_ENV, ServiceSettings
+from driftwatch.settings import DRIFT_PORT, DRIFT_PORT_ENV, PredictionLogSettings
 from driftwatch.settings import env as _env
 
 
-class DriftExporterSettings(ServiceSettings):
+class DriftExporterSettings(PredictionLogSettings):
     """Everything ``python -m drift_exporter`` can be told (the shared part: ``driftwatch.settings``)."""
 
     host: str = Field(default="127.0.0.1", validation_alias=_env("DRIFTWATCH_DRIFT_HOST", "host"))
     port: int = Field(default=DRIFT_PORT, ge=0, le=65535, validation_alias=_env(DRIFT_PORT_ENV, "port"))
-    prediction_log_dir: Path | None = Field(
-        default=None, validation_alias=_env("DRIFTWATCH_PREDICTION_LOG_DIR", "prediction_log_dir"),
-        description="Folder of the prediction log; default $DRIFTWATCH_HOME/predictions.",
-    )
     prediction_log_s3_url: str | None = Field(
         default=None, validation_alias=_env("DRIFTWATCH_PREDICTION_LOG_S3_URL", "prediction_log_s3_url"),
         description="s3://bucket/prefix: read the window from the closed segments serving replicas upload under "
@@ -123,11 +119,6 @@ class DriftExporterSettings(ServiceSettings):
     @property
     def resolved_segment_cache_dir(self) -> Path:
         folder = self.segment_cache_dir or self.registry.home / "drift-segments"
-        return folder.expanduser().resolve()
-
-    @property
-    def resolved_log_dir(self) -> Path:
-        folder = self.prediction_log_dir or self.registry.home / "predictions"
         return folder.expanduser().resolve()
 
     def policy(self) -> DriftPolicy:

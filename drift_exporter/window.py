@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import heapq
 import os
-import re
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -47,13 +46,13 @@ from drift_exporter.stats import FloatArray, normalize_category
 from driftwatch.prediction_record import (
     EVENT_LOG_END,
     EVENT_PREDICTION,
+    LOG_NAME,
     Record,
     ack_path,
     parse_record,
     read_acknowledged,
 )
 
-LOG_NAME = re.compile(r"^predictions-(?P<instance>.+)\.jsonl(?:\.(?P<rotation>\d+))?$")
 BLOCK_BYTES = 64 * 1024
 MAX_LINE_BYTES = 1024 * 1024
 REMEMBERED_CORRUPT_LINES = 100_000

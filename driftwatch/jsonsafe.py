@@ -1,4 +1,5 @@
-"""JSON that always encodes: for error replies and log lines that quote what a client sent.
+"""JSON that always encodes: for error replies and log lines that quote what a client sent, and
+answers whose statistics may be NaN (``finite``).
 
 Python strings may hold lone UTF-16 surrogates (``json.loads('"\\ud800"')`` makes one); UTF-8 cannot
 encode them, so orjson refuses the whole document and an error reply or a log line would itself
@@ -7,6 +8,7 @@ fail. Here such characters are written as the six visible characters ``\\udXXX``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +23,18 @@ def encodable(value: Any) -> Any:
         return {encodable(k): encodable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [encodable(v) for v in value]
+    return value
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float made None (JSON has no NaN): what /drift and /quality
+    answer for a statistic that could not be computed."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
     return value
 
 

@@ -23,6 +23,7 @@ loss as the gap between that counter and the last ``seq`` written (``drift_expor
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +42,15 @@ _milli_cache: tuple[int, str] = (-1, "")
 
 
 ACK = struct.Struct("<Q")  # the counter file: serving's last acknowledged seq
+
+
+# One file per serving process, rotated by size to .1 (newest), .2, ...
+LOG_NAME = re.compile(r"^predictions-(?P<instance>.+)\.jsonl(?:\.(?P<rotation>\d+))?$")
+
+
+def log_path(directory: Path, instance: str) -> Path:
+    """The live log file of one serving process."""
+    return directory / f"predictions-{instance}.jsonl"
 
 
 def ack_path(directory: Path, instance: str) -> Path:

@@ -1,10 +1,12 @@
-"""The settings base of the three services (serving, drift exporter, rollback webhook).
+"""The settings base of the services (serving, drift exporter, rollback webhook, quality).
 
 Why one module: each service used to copy the same helpers, and the copies disagreed (one token
 accepted the ``.env.example`` placeholder that another refused; one service ignored
 ``DRIFTWATCH_LOG_LEVEL``). Here live the environment prefix, the registry block, the log level,
 the default ports and their variable names (``driftwatch up`` reads the same names), and secrets:
-a value or a ``..._FILE`` holding it, never both, at least 16 characters, never the placeholder.
+a value or a ``..._FILE`` holding it, never both, at least 16 characters, never the placeholder
+(a service lists its secrets in ``SECRETS``; one validator checks them all, ``secret()`` reads one).
+``PredictionLogSettings`` adds the prediction log folder for the services that write or read it.
 Only a service's ``__main__`` reads the environment; tests pass values by field name.
 The names are listed in docs/contract.md.
 """
@@ -12,9 +14,9 @@ The names are listed in docs/contract.md.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from driftwatch.server_limits import HttpLimitSettings
@@ -41,12 +43,40 @@ class ServiceSettings(HttpLimitSettings):
 
     model_config = SettingsConfigDict(env_prefix="DRIFTWATCH_", extra="ignore", populate_by_name=True)
 
+    # The service's secrets, checked at start-up by one rule (check_secret): (environment name, the
+    # field holding the value; its file is that field + "_file", required).
+    SECRETS: ClassVar[tuple[tuple[str, str, bool], ...]] = ()
+
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     log_level: LogLevel = Field(default="INFO", validation_alias=env("DRIFTWATCH_LOG_LEVEL", "log_level"))
 
     @property
     def model_name(self) -> str:
         return self.registry.model_name
+
+    @model_validator(mode="after")
+    def _secrets_are_safe(self) -> Self:
+        for name, field, required in self.SECRETS:
+            check_secret(name, getattr(self, field), getattr(self, f"{field}_file"), required=required)
+        return self
+
+    def secret(self, field: str) -> str | None:
+        """One of ``SECRETS`` from its value or its file; None when neither is set."""
+        return read_secret(getattr(self, field), getattr(self, f"{field}_file"))
+
+
+class PredictionLogSettings(ServiceSettings):
+    """Services that write or read the prediction log (serving, the drift exporter, the quality
+    service): where it is, one setting for all of them."""
+
+    prediction_log_dir: Path | None = Field(
+        default=None, validation_alias=env("DRIFTWATCH_PREDICTION_LOG_DIR", "prediction_log_dir"),
+        description="Folder of the prediction log (every serving process's files); default "
+                    "$DRIFTWATCH_HOME/predictions.")
+
+    @property
+    def resolved_log_dir(self) -> Path:
+        return (self.prediction_log_dir or self.registry.resolved_home / "predictions").expanduser().resolve()
 
 
 def read_secret(value: SecretStr | None, path: Path | None) -> str | None:

@@ -10,15 +10,12 @@ feed one quality service through the prediction log they already write.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -27,8 +24,10 @@ from starlette.concurrency import run_in_threadpool
 
 from driftwatch.auth import bearer_matches
 from driftwatch.clock import iso_utc
-from driftwatch.periodic import start_periodic
-from driftwatch.server_limits import LIMIT_RESPONSES, LimitsMiddleware, Problem
+from driftwatch.jsonsafe import finite
+from driftwatch.periodic import periodic_lifespan, scheduler_health
+from driftwatch.server_limits import LIMIT_RESPONSES, Problem
+from driftwatch.service import add_http_layers
 from quality.feedback import FeedbackProblem, feedback_schema, parse_body
 from quality.metrics import QualityMetrics
 from quality.monitor import QualityMonitor
@@ -67,27 +66,16 @@ def create_app(settings: QualitySettings, *, registry: CollectorRegistry | None 
     name = settings.model_name
     ingest_lock = threading.Lock()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        scheduler: BackgroundScheduler | None = None
-        if schedule:
-            scheduler = start_periodic(monitor.run_once, seconds=settings.interval_seconds, job_id=JOB_ID)
-            log.info("quality service for %s: log folder %s, an evaluation every %.0f s, window %d labeled "
-                     "predictions, feedback %s", name, settings.resolved_log_dir, settings.interval_seconds,
-                     settings.window_labeled, "with a bearer token" if token else "open (no token configured)")
-        app.state.scheduler = scheduler
-        try:
-            yield
-        finally:
-            if scheduler is not None:
-                scheduler.shutdown(wait=True)
-            store.close()
+    def started() -> None:
+        log.info("quality service for %s: log folder %s, an evaluation every %.0f s, window %d labeled "
+                 "predictions, feedback %s", name, settings.resolved_log_dir, settings.interval_seconds,
+                 settings.window_labeled, "with a bearer token" if token else "open (no token configured)")
 
+    lifespan = periodic_lifespan(monitor.run_once, seconds=settings.interval_seconds, job_id=JOB_ID,
+                                 enabled=schedule, started=started, stopped=store.close)
     app = FastAPI(title="Driftwatch quality service", lifespan=lifespan, responses=LIMIT_RESPONSES)
-    # Server limits (driftwatch.server_limits): body (chunked included) and concurrency.
-    app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes,
-                       max_concurrent_requests=settings.server_limits().max_concurrent_requests)
-    app.state.connection_closes = metrics.connection_closes
+    add_http_layers(app, max_body_bytes=settings.max_body_bytes, limits=settings.server_limits(),
+                    connection_closes=metrics.connection_closes, observe=None)
     app.state.monitor = monitor
     app.state.metrics = metrics
     app.state.store = store
@@ -172,7 +160,7 @@ def create_app(settings: QualitySettings, *, registry: CollectorRegistry | None 
                 else iso_utc(state.finished_at),
                 "duration_seconds": state.duration_seconds, "ingested_rows": state.ingested_rows,
                 "window_labeled": settings.window_labeled, "confidence": settings.confidence,
-                "versions": [_finite(asdict(v)) for v in state.versions]}
+                "versions": [finite(asdict(v)) for v in state.versions]}
         return JSONResponse(body)
 
     @app.get("/metrics", response_class=PlainTextResponse)
@@ -183,9 +171,7 @@ def create_app(settings: QualitySettings, *, registry: CollectorRegistry | None 
 
     @app.get("/health", responses={503: {"description": "The scheduler has stopped"}})
     def health() -> JSONResponse:
-        scheduler = app.state.scheduler
-        running = bool(scheduler is not None and scheduler.running)
-        healthy = running or not schedule
+        running, healthy = scheduler_health(app, enabled=schedule)
         return JSONResponse({"status": "ok" if healthy else "scheduler_stopped", "scheduler_running": running,
                              "last_evaluation": monitor.state.status}, status_code=200 if healthy else 503)
 
@@ -194,12 +180,3 @@ def create_app(settings: QualitySettings, *, registry: CollectorRegistry | None 
 
 KNOWN_PATHS = frozenset({"/feedback", "/quality", "/metrics", "/health", "/admin/ingest"})
 
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 
-from driftwatch.settings import ServiceSettings, check_secret, read_secret
+from driftwatch.settings import PredictionLogSettings
 from driftwatch.settings import env as _env
 
 
-class QualitySettings(ServiceSettings):
+class QualitySettings(PredictionLogSettings):
     """Everything ``python -m quality`` can be told (the shared part: ``driftwatch.settings``)."""
+
+    SECRETS = (("DRIFTWATCH_QUALITY_TOKEN", "token", False),)
 
     host: str = Field(default="127.0.0.1", validation_alias=_env("DRIFTWATCH_QUALITY_HOST", "host"))
     port: int = Field(default=9103, ge=0, le=65535, validation_alias=_env("DRIFTWATCH_QUALITY_PORT", "port"))
-    prediction_log_dir: Path | None = Field(
-        default=None, validation_alias=_env("DRIFTWATCH_PREDICTION_LOG_DIR", "prediction_log_dir"),
-        description="Folder of the prediction log (every serving process's files); default "
-                    "$DRIFTWATCH_HOME/predictions.")
     database_url: SecretStr | None = Field(
         default=None, validation_alias=_env("DRIFTWATCH_QUALITY_DATABASE_URL", "database_url"),
         description="SQLAlchemy URL of the store, e.g. postgresql+psycopg://user:pw@host/db; default: "
@@ -58,17 +56,8 @@ class QualitySettings(ServiceSettings):
         default=32 * 1024 * 1024, ge=1024,
         validation_alias=_env("DRIFTWATCH_QUALITY_MAX_BODY_BYTES", "max_body_bytes"))
 
-    @model_validator(mode="after")
-    def _token_is_safe(self) -> QualitySettings:
-        check_secret("DRIFTWATCH_QUALITY_TOKEN", self.token, self.token_file, required=False)
-        return self
-
     def resolved_token(self) -> str | None:
-        return read_secret(self.token, self.token_file)
-
-    @property
-    def resolved_log_dir(self) -> Path:
-        return (self.prediction_log_dir or self.registry.resolved_home / "predictions").expanduser().resolve()
+        return self.secret("token")
 
     @property
     def resolved_database_url(self) -> str:

@@ -23,9 +23,9 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from driftwatch.auth import bearer_matches
-from driftwatch.http_metrics import HttpMetricsMiddleware
 from driftwatch.redact import redact
-from driftwatch.server_limits import LIMIT_RESPONSES, LimitsMiddleware, Problem
+from driftwatch.server_limits import LIMIT_RESPONSES, Problem
+from driftwatch.service import add_http_layers
 from rollback_webhook.actions import RegistryPort, Reloader, ServingReloader
 from rollback_webhook.decision import ALL_DECISION_LABELS
 from rollback_webhook.metrics import WebhookMetrics
@@ -89,11 +89,8 @@ def create_app(settings: WebhookSettings, *, registry: CollectorRegistry | None 
         await run_in_threadpool(service.join_reloads, SHUTDOWN_RELOAD_WAIT_SECONDS)
 
     app = FastAPI(title="Driftwatch rollback webhook", lifespan=lifespan, responses=LIMIT_RESPONSES)
-    # Server limits (driftwatch.server_limits) inside the metrics, so that their 413/408/503 are counted.
-    app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes,
-                       max_concurrent_requests=settings.server_limits().max_concurrent_requests)
-    app.state.connection_closes = metrics.connection_closes
-    app.add_middleware(HttpMetricsMiddleware, observe=metrics.http.observe)
+    add_http_layers(app, max_body_bytes=settings.max_body_bytes, limits=settings.server_limits(),
+                    connection_closes=metrics.connection_closes, observe=metrics.http.observe)
     app.state.service = service
     app.state.metrics = metrics
     app.state.store = store

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from driftwatch.redact import redact
-from driftwatch.settings import WEBHOOK_PORT, WEBHOOK_PORT_ENV, ServiceSettings, check_secret, read_secret
+from driftwatch.settings import WEBHOOK_PORT, WEBHOOK_PORT_ENV, ServiceSettings
 from driftwatch.settings import env as _env
 from rollback_webhook.policy import (
     DEFAULT_COOLDOWN_SECONDS,
@@ -29,6 +29,8 @@ def _names(value: str) -> list[str]:
 
 class WebhookSettings(ServiceSettings):
     """Everything ``python -m rollback_webhook`` can be told (the shared part: ``driftwatch.settings``)."""
+
+    SECRETS = (("DRIFTWATCH_WEBHOOK_TOKEN", "token", True), ("DRIFTWATCH_ADMIN_TOKEN", "admin_token", False))
 
     host: str = Field(default="127.0.0.1", validation_alias=_env("DRIFTWATCH_WEBHOOK_HOST", "host"))
     port: int = Field(default=WEBHOOK_PORT, ge=0, le=65535, validation_alias=_env(WEBHOOK_PORT_ENV, "port"))
@@ -99,9 +101,7 @@ class WebhookSettings(ServiceSettings):
         return value
 
     @model_validator(mode="after")
-    def _tokens_are_safe(self) -> WebhookSettings:
-        check_secret("DRIFTWATCH_WEBHOOK_TOKEN", self.token, self.token_file, required=True)
-        check_secret("DRIFTWATCH_ADMIN_TOKEN", self.admin_token, self.admin_token_file, required=False)
+    def _alert_lists_are_disjoint(self) -> WebhookSettings:
         overlap = set(_names(self.rollback_alerts)) & set(_names(self.notify_alerts))
         if overlap:
             raise ValueError(f"alert(s) {sorted(overlap)} are in both DRIFTWATCH_WEBHOOK_ROLLBACK_ALERTS and "
@@ -113,12 +113,12 @@ class WebhookSettings(ServiceSettings):
         return self
 
     def resolved_token(self) -> str:
-        token = read_secret(self.token, self.token_file)
-        assert token is not None  # the validator requires one
+        token = self.secret("token")
+        assert token is not None  # required: checked at start-up
         return token
 
     def resolved_admin_token(self) -> str | None:
-        return read_secret(self.admin_token, self.admin_token_file)
+        return self.secret("admin_token")
 
     @property
     def serving_url_list(self) -> list[str]:

@@ -41,7 +41,7 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
     store = ModelStore(settings, model_source or ModelRegistry(settings.registry), metrics)
     log = None
     if settings.prediction_log_enabled:
-        log = PredictionLog(settings.resolved_prediction_log_dir, settings.resolved_instance,
+        log = PredictionLog(settings.resolved_log_dir, settings.resolved_instance,
                             max_bytes=settings.prediction_log_max_bytes, backups=settings.prediction_log_backups,
                             max_queue_rows=settings.prediction_log_queue_rows,
                             interval=settings.prediction_log_flush_seconds,
@@ -49,7 +49,7 @@ def create_app(settings: ServingSettings, *, registry: CollectorRegistry | None 
                             s3_url=settings.prediction_log_s3_url, model_name=settings.registry.model_name,
                             segment_seconds=settings.prediction_log_segment_seconds)
         if metrics is not None and settings.prediction_log_s3_url:
-            metrics.watch_segment_uploads(settings.resolved_prediction_log_dir, settings.resolved_instance)
+            metrics.watch_segment_uploads(settings.resolved_log_dir, settings.resolved_instance)
     scorer = Scorer(store, max_batch=settings.max_batch, metrics=metrics, log=log)
     admin_token = settings.resolved_admin_token()
     started_at = time.time()

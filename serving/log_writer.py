@@ -52,6 +52,7 @@ from driftwatch.prediction_record import (
     ack_path,
     format_timestamp,
     log_end_record,
+    log_path,
     parse_record,
     prediction_record,
     read_acknowledged,
@@ -183,7 +184,7 @@ class RotatingFile:
                  segment_seconds: float | None = None,
                  on_closed: Callable[[Path, Segment], None] | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / f"predictions-{instance}.jsonl"
+        self.path = log_path(directory, instance)
         self.instance = instance
         self.max_bytes = max_bytes
         self.backups = backups

@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from driftwatch.prediction_record import ACK, ack_path, prediction_record, to_lines
+from driftwatch.prediction_record import ACK, ack_path, log_path, prediction_record, to_lines
 from serving.log_writer import HEADER, SEGMENTS_ENV, row_struct
 
 logger = logging.getLogger(__name__)
@@ -76,9 +76,9 @@ class PredictionLog:
                  model_name: str | None = None, segment_seconds: float = 60.0) -> None:
         self.directory = directory
         self.instance = instance
-        self.path = directory / f"predictions-{instance}.jsonl"
-        self.max_bytes = max_bytes
-        self.backups = backups
+        self.path = log_path(directory, instance)
+        # what the writer process is started with (serving.log_writer's command line)
+        self.writer_args = [str(directory), instance, str(max_bytes), str(backups)]
         self.max_queue_rows = max_queue_rows
         self.interval = interval
         self.on_drop = on_drop
@@ -214,8 +214,7 @@ class PredictionLog:
             env = {**os.environ, SEGMENTS_ENV: orjson.dumps({"url": url, "model_name": model_name,
                                                              "segment_seconds": seconds}).decode()}
         return subprocess.Popen(
-            [sys.executable, "-m", "serving.log_writer", str(self.directory), self.instance, str(self.max_bytes),
-             str(self.backups), str(self._accounted_seq)], env=env,
+            [sys.executable, "-m", "serving.log_writer", *self.writer_args, str(self._accounted_seq)], env=env,
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
 
     def _run(self) -> None:

@@ -7,16 +7,18 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 
-from driftwatch.settings import SERVING_PORT, SERVING_PORT_ENV, ServiceSettings, check_secret, read_secret
+from driftwatch.settings import SERVING_PORT, SERVING_PORT_ENV, PredictionLogSettings
 from driftwatch.settings import env as _env
 
 InferenceBackend = Literal["auto", "onnx", "native"]
 
 
-class ServingSettings(ServiceSettings):
+class ServingSettings(PredictionLogSettings):
     """Everything ``python -m serving`` can be told (the shared part: ``driftwatch.settings``)."""
+
+    SECRETS = (("DRIFTWATCH_ADMIN_TOKEN", "admin_token", False),)
 
     host: str = Field(default="127.0.0.1", validation_alias=_env("DRIFTWATCH_SERVING_HOST", "host"))
     port: int = Field(default=SERVING_PORT, ge=0, le=65535, validation_alias=_env(SERVING_PORT_ENV, "port"))
@@ -37,10 +39,6 @@ class ServingSettings(ServiceSettings):
     )
     prediction_log_enabled: bool = Field(
         default=True, validation_alias=_env("DRIFTWATCH_PREDICTION_LOG_ENABLED", "prediction_log_enabled"),
-    )
-    prediction_log_dir: Path | None = Field(
-        default=None, validation_alias=_env("DRIFTWATCH_PREDICTION_LOG_DIR", "prediction_log_dir"),
-        description="Folder of the prediction log; default $DRIFTWATCH_HOME/predictions.",
     )
     prediction_log_max_bytes: int = Field(
         default=16 * 1024 * 1024, ge=4096,
@@ -116,22 +114,13 @@ class ServingSettings(ServiceSettings):
             return value.strip()
         return None
 
-    @model_validator(mode="after")
-    def _admin_token_is_safe(self) -> ServingSettings:
-        check_secret("DRIFTWATCH_ADMIN_TOKEN", self.admin_token, self.admin_token_file, required=False)
-        return self
-
     def resolved_admin_token(self) -> str | None:
         """The admin token from the value or the file; None = reload disabled."""
-        return read_secret(self.admin_token, self.admin_token_file)
+        return self.secret("admin_token")
 
     @property
     def resolved_instance(self) -> str:
         return self.instance or f"{socket.gethostname()}-{os.getpid()}"
-
-    @property
-    def resolved_prediction_log_dir(self) -> Path:
-        return (self.prediction_log_dir or self.registry.resolved_home / "predictions").expanduser().resolve()
 
     @property
     def resolved_model_cache_dir(self) -> Path:

@@ -129,18 +129,32 @@ def start_serving(tmp_path: Path) -> tuple[dict[str, str], subprocess.Popen[byte
     return common, serving, f"http://127.0.0.1:{port}", home / "predictions"
 
 
-def start_exporter(tmp_path: Path, common: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+def exporter_counts(tmp_path: Path, common: dict[str, str], lost: int, *, settle_seconds: float,
+                    started: list[subprocess.Popen[bytes]]) -> None:
+    """Starts the real drift exporter on the log (into ``started``, for the caller to stop) and checks
+    that it counts ``lost`` rows, once."""
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
     proc = start("drift_exporter", {**common, "DRIFTWATCH_DRIFT_PORT": str(port),
                                     "DRIFTWATCH_DRIFT_INTERVAL_SECONDS": "1",
                                     "DRIFTWATCH_DRIFT_LOG_ABANDONED_SECONDS": "3"},
-                 tmp_path / "exporter.log", f"http://127.0.0.1:{port}/health")
-    return proc, f"http://127.0.0.1:{port}"
+                 tmp_path / "exporter.log", f"{url}/health")
+    started.append(proc)
+    counted = wait_for("the exporter to count the loss", lambda: lost_total(url) or None, timeout=90)
+    assert counted == lost
+    time.sleep(settle_seconds)  # more checks: still counted once
+    assert lost_total(url) == lost
+
+
+def stop_all(*procs: subprocess.Popen[bytes] | None) -> None:
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            stop_process(proc)
 
 
 def test_kill_9_loses_a_bounded_number_of_rows_and_the_exporter_counts_them(tmp_path: Path) -> None:
     common, serving, serving_url, folder = start_serving(tmp_path)
-    exporter = None
+    exporters: list[subprocess.Popen[bytes]] = []
     try:
         answered, killed_at, threads = kill_under_load(serving, serving_url, folder, with_writer=False)
 
@@ -162,21 +176,14 @@ def test_kill_9_loses_a_bounded_number_of_rows_and_the_exporter_counts_them(tmp_
         assert 0 < lost <= recent + threads, (lost, recent)
 
         # The drift exporter process reads the log_end line and counts the loss once.
-        exporter, exporter_url = start_exporter(tmp_path, common)
-        counted = wait_for("the exporter to count the loss", lambda: lost_total(exporter_url) or None, timeout=90)
-        assert counted == lost
-        time.sleep(2.5)  # more checks: still counted once
-        assert lost_total(exporter_url) == lost
+        exporter_counts(tmp_path, common, lost, settle_seconds=2.5, started=exporters)
     finally:
-        if serving.poll() is None:
-            stop_process(serving)
-        if exporter is not None:
-            stop_process(exporter)
+        stop_all(serving, *exporters)
 
 
 def test_kill_9_of_serving_and_its_writer_together_is_counted_from_the_seq_gap(tmp_path: Path) -> None:
     common, serving, serving_url, folder = start_serving(tmp_path)
-    exporter = None
+    exporters: list[subprocess.Popen[bytes]] = []
     try:
         answered, killed_at, threads = kill_under_load(serving, serving_url, folder, with_writer=True)
         time.sleep(1)
@@ -191,14 +198,8 @@ def test_kill_9_of_serving_and_its_writer_together_is_counted_from_the_seq_gap(t
         recent = sum(1 for t in answered if t >= killed_at - FLUSH_SECONDS - 0.5)
         assert 0 < lost <= recent + threads, (lost, recent)
 
-        # The exporter finds the gap between the counter file and the last seq, and counts it once.
-        exporter, exporter_url = start_exporter(tmp_path, common)
-        counted = wait_for("the exporter to count the loss", lambda: lost_total(exporter_url) or None, timeout=90)
-        assert counted == lost
-        time.sleep(4)  # past another abandoned interval: still counted once
-        assert lost_total(exporter_url) == lost
+        # The exporter finds the gap between the counter file and the last seq, and counts it once
+        # (checked again past another abandoned interval).
+        exporter_counts(tmp_path, common, lost, settle_seconds=4, started=exporters)
     finally:
-        if serving.poll() is None:
-            stop_process(serving)
-        if exporter is not None:
-            stop_process(exporter)
+        stop_all(serving, *exporters)

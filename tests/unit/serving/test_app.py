@@ -424,7 +424,7 @@ def test_every_prediction_is_in_the_log_after_shutdown(settings: ServingSettings
             ids += [p["prediction_id"] for p in service.predict(body).json()["predictions"]]
         service.client.post("/invocations", json={"inputs": [ROW]})
         service.predict({"features": {"bad": 1}})  # refused: not logged
-    path = settings.resolved_prediction_log_dir / "predictions-test.jsonl"
+    path = settings.resolved_log_dir / "predictions-test.jsonl"
     everything = [json.loads(line) for line in path.read_text().splitlines()]
     records = [r for r in everything if r["event"] == "prediction"]
     assert len(records) == 31

@@ -32,7 +32,7 @@ def test_environment_names_are_the_ones_the_stack_sets(monkeypatch: pytest.Monke
     monkeypatch.setenv("DRIFTWATCH_METRICS_ENABLED", "false")
     settings = ServingSettings()
     assert (settings.host, settings.port, settings.poll_interval_seconds) == ("0.0.0.0", 8123, 0.5)
-    assert settings.resolved_prediction_log_dir == (tmp_path / "logs").resolve()
+    assert settings.resolved_log_dir == (tmp_path / "logs").resolve()
     assert settings.resolved_admin_token() == "a-token-from-a-file-1234"
     assert settings.registry.model_name == "churn" and settings.production_uri == "models:/churn/Production"
     assert settings.production_label == "Production" and settings.metrics_enabled is False
@@ -42,7 +42,7 @@ def test_defaults_live_under_driftwatch_home(tmp_path: Path) -> None:
     settings = ServingSettings()
     home = (tmp_path / "home").resolve()
     assert settings.port == 8000 and settings.poll_interval_seconds == 5.0
-    assert settings.resolved_prediction_log_dir == home / "predictions"
+    assert settings.resolved_log_dir == home / "predictions"
     assert settings.resolved_model_cache_dir == home / "model-cache"
     assert settings.production_uri == "models:/iris-classifier@production"
     assert settings.resolved_admin_token() is None
