@@ -290,38 +290,41 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["alerts", "cbpe", "ingestion", "join"])
     args = parser.parse_args()
     rng = np.random.default_rng(12)
-    out: list[str] = []
+    def report(lines: list[str]) -> None:  # printed as they come: a long run keeps what it measured
+        print("\n".join(lines), flush=True)
+
     if "alerts" not in args.skip:
         for holdout in (args.holdout, 30):
             rule, plain, lower, evaluations = false_alarms(rng, p=args.accuracy, holdout=holdout, runs=args.runs,
                                                            labels=args.labels, step=args.step)
-            out.append(f"false alarms on a good version (accuracy {args.accuracy}, reference from {holdout} holdout "
-                       f"rows, {evaluations:,} evaluations): {rule:.2%} of evaluations (target <= 1%); without the "
-                       f"reference's own bound {plain:.2%}; with the live Wilson lower bound instead {lower:.2%}")
+            report([f"false alarms on a good version (accuracy {args.accuracy}, reference from {holdout} holdout "
+                    f"rows, {evaluations:,} evaluations): {rule:.2%} of evaluations (target <= 1%); without the "
+                    f"reference's own bound {plain:.2%}; with the live Wilson lower bound instead {lower:.2%}"])
         for holdout in (args.holdout, 30):
             needed = labels_to_catch(rng, p=args.accuracy, drop=0.10, holdout=holdout, runs=args.runs,
                                      step=args.step)
             caught = np.array(needed) < 20_000
-            out.append(f"labels to catch a 10-point drop ({args.accuracy} -> {args.accuracy - 0.1:.2f}, reference "
-                       f"from {holdout} rows): median {int(np.median(needed))}, 90th percentile "
-                       f"{int(np.percentile(needed, 90))}, caught within 20,000 labels in {np.mean(caught):.0%} of runs "
-                       f"(minimum {MIN_LABELED}, evaluated every {args.step})")
+            report([f"labels to catch a 10-point drop ({args.accuracy} -> {args.accuracy - 0.1:.2f}, reference "
+                    f"from {holdout} rows): median {int(np.median(needed))}, 90th percentile "
+                    f"{int(np.percentile(needed, 90))}, caught within 20,000 labels in {np.mean(caught):.0%} of runs "
+                    f"(minimum {MIN_LABELED}, evaluated every {args.step})"])
     if "cbpe" not in args.skip:
-        out += cbpe_comparison(args.chunk_size, args.verbose)
-    backends = [("sqlite", "sqlite:///HOME/quality.db")] if "sqlite" in args.store else []
+        report(cbpe_comparison(args.chunk_size, args.verbose))
+    backends: list[tuple[str, Callable[[str], str]]] = []
+    if "sqlite" in args.store:
+        backends.append(("sqlite", lambda _phase: "sqlite:///HOME/quality.db"))
     with contextlib.ExitStack() as stack:
         if "postgresql" in args.store:
             from driftwatch.postgres import start_postgres
 
             pg = stack.enter_context(start_postgres())
-            backends.append(("postgresql", pg.create_database("bench_quality")))
+            backends.append(("postgresql", lambda phase: pg.create_database(f"bench_quality_{phase}")))
         for backend, url in backends:
             if "ingestion" not in args.skip:
-                out += ingestion(args.feedback_labels, url, backend)
+                report(ingestion(args.feedback_labels, url("ingestion"), backend))
             if "join" not in args.skip:
-                out += join(args.join_rows, url, backend)
+                report(join(args.join_rows, url("join"), backend))
     load = os.getloadavg()[0]
-    print("\n".join(out))
     print(f"(load average {load:.1f} on {os.cpu_count()} cores when the run ended: wall times include waiting for "
           "the CPU; CPU-seconds are this process's own)")
 
