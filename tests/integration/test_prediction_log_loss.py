@@ -129,6 +129,22 @@ def start_serving(tmp_path: Path) -> tuple[dict[str, str], subprocess.Popen[byte
     return common, serving, f"http://127.0.0.1:{port}", home / "predictions"
 
 
+def lost_within_the_bound(folder: Path, rows: list[dict[str, object]], answered: list[float], killed_at: float,
+                          threads: int) -> int:
+    """The rows acknowledged (counter file) but not written, checked against the bound; returns them."""
+    acknowledged = read_acknowledged(ack_path(folder, INSTANCE))
+    assert acknowledged is not None
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))  # written rows: no gap
+    lost = acknowledged - len(rows)
+    # Nothing silent: every answer the clients got is a written row or a counted loss (serving may
+    # also have answered a few requests whose answers the kill cut off).
+    assert len(answered) <= acknowledged <= len(answered) + threads
+    # The bound: rows answered within the last flush interval before the kill (+ the cut-off answers).
+    recent = sum(1 for t in answered if t >= killed_at - FLUSH_SECONDS - 0.5)
+    assert 0 < lost <= recent + threads, (lost, recent)
+    return lost
+
+
 def exporter_counts(tmp_path: Path, common: dict[str, str], lost: int, *, settle_seconds: float,
                     started: list[subprocess.Popen[bytes]]) -> None:
     """Starts the real drift exporter on the log (into ``started``, for the caller to stop) and checks
@@ -162,18 +178,8 @@ def test_kill_9_loses_a_bounded_number_of_rows_and_the_exporter_counts_them(tmp_
         end = wait_for("the writer's log_end line", lambda: next(
             (r for r in reversed(records(folder)) if r["event"] == "log_end"), None), timeout=30)
         rows = [r for r in records(folder) if r["event"] == "prediction"]
-        acknowledged = read_acknowledged(ack_path(folder, INSTANCE))
-        assert acknowledged is not None and end["acknowledged_seq"] == acknowledged
-        assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))  # written rows: no gap
-        assert end["written_seq"] == len(rows)
-        lost = int(end["lost"])  # type: ignore[call-overload]
-        assert lost == acknowledged - len(rows)
-        # Nothing silent: every answer the clients got is a written row or a counted loss (serving
-        # may also have answered a few requests whose answers the kill cut off).
-        assert len(answered) <= acknowledged <= len(answered) + threads
-        # The bound: rows answered within the last flush interval before the kill (+ the cut-off answers).
-        recent = sum(1 for t in answered if t >= killed_at - FLUSH_SECONDS - 0.5)
-        assert 0 < lost <= recent + threads, (lost, recent)
+        lost = lost_within_the_bound(folder, rows, answered, killed_at, threads)
+        assert (end["acknowledged_seq"], end["written_seq"], end["lost"]) == (len(rows) + lost, len(rows), lost)
 
         # The drift exporter process reads the log_end line and counts the loss once.
         exporter_counts(tmp_path, common, lost, settle_seconds=2.5, started=exporters)
@@ -189,14 +195,8 @@ def test_kill_9_of_serving_and_its_writer_together_is_counted_from_the_seq_gap(t
         time.sleep(1)
         everything = records(folder)
         assert all(r["event"] == "prediction" for r in everything)  # nobody was left to write a log_end line
-        acknowledged = read_acknowledged(ack_path(folder, INSTANCE))
-        assert acknowledged is not None
-        assert [r["seq"] for r in everything] == list(range(1, len(everything) + 1))  # written rows: no gap
-        lost = acknowledged - len(everything)
-        assert len(answered) <= acknowledged <= len(answered) + threads
         # The same bound: what the writer had not written was still in the pipe, handed over in the last interval.
-        recent = sum(1 for t in answered if t >= killed_at - FLUSH_SECONDS - 0.5)
-        assert 0 < lost <= recent + threads, (lost, recent)
+        lost = lost_within_the_bound(folder, everything, answered, killed_at, threads)
 
         # The exporter finds the gap between the counter file and the last seq, and counts it once
         # (checked again past another abandoned interval).
