@@ -73,6 +73,9 @@ class StackSettings(BaseSettings):
                     "serving port itself, no balancer (docs/contract.md).")
     serving_replica_ports: str = Field(
         default="", description="Comma-separated ports of the replicas; default: the serving port + 1, + 2, ...")
+    # Production timing uses the services' own variables and defaults; the demo's timing overrides them.
+    poll_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    drift_interval_seconds: float = Field(default=30.0, gt=0, le=86400)
     grafana_url: str = "http://127.0.0.1:3000"
     slack_webhook_url: SecretStr | None = None
     slack_webhook_url_file: Path | None = None
@@ -163,8 +166,11 @@ class Stack:
         self.dir = self.home / "stack"
         self.logs = self.home / "logs"
         self.supervisor = Supervisor(say=say)
-        self.poll_interval = poll_interval if poll_interval is not None else (1.0 if timing == "demo" else 5.0)
-        self.drift_interval = drift_interval if drift_interval is not None else (5.0 if timing == "demo" else 30.0)
+        demo = timing == "demo"
+        self.poll_interval = poll_interval if poll_interval is not None else (
+            1.0 if demo else settings.poll_interval_seconds)
+        self.drift_interval = drift_interval if drift_interval is not None else (
+            5.0 if demo else settings.drift_interval_seconds)
         host = settings.host
         self.replica_ports = _replica_ports(settings)
         self.urls = StackUrls(

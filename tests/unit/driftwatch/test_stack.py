@@ -60,6 +60,18 @@ def test_demo_timing_polls_faster_than_production(tmp_path: Path, timing: str) -
     assert stack.poll_interval == (1.0 if timing == "demo" else 5.0)
 
 
+def test_production_timing_takes_the_services_interval_variables(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRIFTWATCH_POLL_INTERVAL_SECONDS", "2.5")
+    monkeypatch.setenv("DRIFTWATCH_DRIFT_INTERVAL_SECONDS", "7")
+    stack = Stack(StackSettings(home=tmp_path), say=lambda _: None)
+    env = {s.name: s.env for s in stack.process_specs()}
+    assert env["drift-exporter"]["DRIFTWATCH_DRIFT_INTERVAL_SECONDS"] == "7.0"
+    assert env["serving"]["DRIFTWATCH_POLL_INTERVAL_SECONDS"] == "2.5"
+    demo = Stack(StackSettings(home=tmp_path), timing="demo", say=lambda _: None)
+    assert (demo.poll_interval, demo.drift_interval) == (1.0, 5.0)  # the demo's own clock
+
+
 def test_the_postgres_backend_runs_behind_a_tracking_server_started_before_the_services(tmp_path: Path) -> None:
     stack = Stack(StackSettings(home=tmp_path), backend="postgres", say=lambda _: None)
     assert stack.with_mlflow_server and stack.tracking_uri == "http://127.0.0.1:5000"
