@@ -31,8 +31,9 @@ class CredentialedStack(Stack):
         return super().tracking_uri.replace("http://", f"http://scanner:{TRACKING_PASSWORD}@", 1)
 
 
-def answers(stack: Stack, token: str, bad_version: str) -> dict[str, str]:
-    """The body of every GET endpoint of the three services, and of an alert delivery."""
+def answers(stack: Stack, token: str, bad_version: str, second: int) -> dict[str, str]:
+    """The body of every GET endpoint of the three services, and of an alert delivery (a new incident
+    for each ``second``: a repeated one is answered from the decision store without the registry)."""
     u = stack.urls
     auth = {"Authorization": f"Bearer {token}"}
     out: dict[str, str] = {}
@@ -48,7 +49,7 @@ def answers(stack: Stack, token: str, bad_version: str) -> dict[str, str]:
         "version": "4", "status": "firing", "receiver": "rollback-webhook", "groupKey": "{}", "truncatedAlerts": 0,
         "groupLabels": {}, "commonLabels": labels, "commonAnnotations": {}, "externalURL": "http://127.0.0.1:9093",
         "alerts": [{"status": "firing", "labels": labels, "annotations": {},
-                    "startsAt": f"2026-01-01T00:00:{secrets.randbelow(60):02d}Z", "endsAt": "0001-01-01T00:00:00Z",
+                    "startsAt": f"2026-01-01T00:00:{second:02d}Z", "endsAt": "0001-01-01T00:00:00Z",
                     "generatorURL": "http://127.0.0.1:9090", "fingerprint": "00"}]}
     response = httpx.post(f"{u.webhook}/alerts", json=body, headers=auth, timeout=60)
     out["alerts"] = f"{response.status_code} {response.text}"
@@ -92,7 +93,7 @@ def test_the_demo_scenario_on_postgres_and_s3_rolls_back_once_and_never_shows_a_
         assert rolled == (1,)
 
         token = stack.webhook_token_file.read_text().strip()
-        seen = answers(stack, token, result.bad_version)
+        seen = answers(stack, token, result.bad_version, second=1)
 
         # The registry goes away: the answers that carry its errors are the ones that used to leak.
         mlflow = stack.supervisor.procs["mlflow"]
@@ -107,7 +108,7 @@ def test_the_demo_scenario_on_postgres_and_s3_rolls_back_once_and_never_shows_a_
         else:
             raise AssertionError(f"serving did not notice the registry is down: {health}")
         time.sleep(stack.drift_interval + 1)  # one drift check without the registry (it keeps the last reference)
-        down = answers(stack, token, result.bad_version)
+        down = answers(stack, token, result.bad_version, second=2)
         assert down["alerts"].startswith("503"), down["alerts"]
         last_error = health["registry"]["last_error"]
         assert "127.0.0.1" in last_error and "***" in last_error, last_error  # the URI is there, redacted
