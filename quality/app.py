@@ -75,7 +75,7 @@ def create_app(settings: QualitySettings, *, registry: CollectorRegistry | None 
                                  enabled=schedule, started=started, stopped=store.close)
     app = FastAPI(title="Driftwatch quality service", lifespan=lifespan, responses=LIMIT_RESPONSES)
     add_http_layers(app, max_body_bytes=settings.max_body_bytes, limits=settings.server_limits(),
-                    connection_closes=metrics.connection_closes, observe=None)
+                    connection_closes=metrics.connection_closes, observe=metrics.http.observe)
     app.state.monitor = monitor
     app.state.metrics = metrics
     app.state.store = store

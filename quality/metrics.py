@@ -10,6 +10,7 @@ import math
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from driftwatch.http_metrics import HttpMetrics
 from driftwatch.server_limits import ConnectionCloses
 
 VERSION = ["model_name", "model_version"]
@@ -20,6 +21,8 @@ class QualityMetrics:
     def __init__(self, registry: CollectorRegistry, model_name: str) -> None:
         # Connections closed by the server limits (driftwatch.server_limits), for uvicorn_options.
         self.connection_closes = ConnectionCloses(registry)
+        # Requests by route and status, like every other service (driftwatch.http_metrics).
+        self.http = HttpMetrics(registry)
         self.model_name = model_name
         def g(name: str, doc: str, labels: list[str] = VERSION) -> Gauge:
             return Gauge(name, doc, labels, registry=registry)

@@ -169,7 +169,7 @@ def test_not_json_too_many_and_wrong_content_type(tmp_path: Path) -> None:
 def test_an_oversized_feedback_body_is_a_413_from_the_shared_limits(tmp_path: Path) -> None:
     """The service has no size check of its own: driftwatch.server_limits.LimitsMiddleware answers,
     declared length or chunked alike, and nothing is stored."""
-    client, _, _ = make(tmp_path, max_body_bytes=1024)
+    client, registry, _ = make(tmp_path, max_body_bytes=1024)
     body = b'[' + b",".join(b'{"prediction_id": "%d", "actual": 1}' % i for i in range(100)) + b']'
     with client:
         declared = client.post("/feedback", content=body, headers={**auth(), "Content-Type": "application/json"})
@@ -178,6 +178,10 @@ def test_an_oversized_feedback_body_is_a_413_from_the_shared_limits(tmp_path: Pa
         assert client.app.state.store.pending_count() == 0
     for response in (declared, chunked):
         assert response.status_code == 413 and "1024 bytes" in response.json()["detail"]
+    # Counted like every service's requests (docs/contract.md: http_requests_total), under the route.
+    counted = registry.get_sample_value("http_requests_total", {"handler": "/feedback", "method": "POST",
+                                                                "status": "413"})
+    assert counted == 2
 
 
 def test_feedback_needs_the_token_when_one_is_configured(tmp_path: Path) -> None:
