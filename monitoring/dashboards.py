@@ -45,6 +45,13 @@ def target(expr: str, legend: str = "", *, ref: str = "A", instant: bool = False
     return t
 
 
+def version_quantiles(metric: str, quantiles: tuple[str, ...]) -> list[dict[str, Any]]:
+    """One target per quantile of the ``model_version:<metric>:<q>_5m`` recording rules, by version."""
+    return [target(f"max by (model_version) (model_version:{metric}:{q}_5m{{{MV}}})",
+                   f"{q} version {{{{model_version}}}}", ref=ref)
+            for q, ref in zip(quantiles, "ABCDEFGH", strict=False)]
+
+
 def thresholds(*steps: tuple[str, float | None]) -> dict[str, Any]:
     return {"mode": "absolute", "steps": [{"color": color, "value": value} for color, value in steps]}
 
@@ -223,12 +230,7 @@ def serving_dashboard() -> dict[str, Any]:
         (9, Panel("timeseries", "Latency p50 / p95 / p99 by version",
                   "Prediction latency quantiles per version from the histogram, 5-minute window. HighLatency "
                   "pages when p95 stays above the 150 ms line for 5 minutes.",
-                  [target(f"max by (model_version) (model_version:model_prediction_duration_seconds:p50_5m{{{MV}}})",
-                          "p50 version {{model_version}}", ref="A"),
-                   target(f"max by (model_version) (model_version:model_prediction_duration_seconds:p95_5m{{{MV}}})",
-                          "p95 version {{model_version}}", ref="B"),
-                   target(f"max by (model_version) (model_version:model_prediction_duration_seconds:p99_5m{{{MV}}})",
-                          "p99 version {{model_version}}", ref="C")],
+                  version_quantiles("model_prediction_duration_seconds", ("p50", "p95", "p99")),
                   "s", threshold=[("green", None), ("red", LATENCY_SLA_SECONDS)], line=True)),
         (10, Panel("timeseries", "Predictions per second by class",
                    "A classifier's predicted classes per version (one per row of a request; labels outside the "
@@ -243,12 +245,7 @@ def serving_dashboard() -> dict[str, Any]:
                    "from the model_predicted_value histogram (buckets: quantiles of the version's own predictions "
                    "on its reference rows, so values are interpolated within them). Empty for classifiers. A "
                    "shift here without a release is the world changing; see prediction drift.",
-                   [target(f"max by (model_version) (model_version:model_predicted_value:p10_5m{{{MV}}})",
-                           "p10 version {{model_version}}", ref="A"),
-                    target(f"max by (model_version) (model_version:model_predicted_value:p50_5m{{{MV}}})",
-                           "p50 version {{model_version}}", ref="B"),
-                    target(f"max by (model_version) (model_version:model_predicted_value:p90_5m{{{MV}}})",
-                           "p90 version {{model_version}}", ref="C")],
+                   version_quantiles("model_predicted_value", ("p10", "p50", "p90")),
                    "short", axis_label="predicted value")),
         (12, Panel("timeseries", "Model reloads",
                    "Attempts to load a new production version, by result. Failures keep the old version serving; "
