@@ -349,15 +349,13 @@ class ModelRegistry:
         not at the root of its download URI is downloaded whole."""
         with self._call(f"downloading the MLmodel file of v{version}"):
             uri = self.client.get_model_version_download_uri(self.name, str(version))
-        try:
-            path = mlflow.artifacts.download_artifacts(
-                artifact_uri=f"{uri.rstrip('/')}/MLmodel", dst_path=str(dst), tracking_uri=self.tracking_uri)
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-                with self._call(f"downloading the MLmodel file of v{version}"):
+            try:
+                return Path(mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"{uri.rstrip('/')}/MLmodel", dst_path=str(dst), tracking_uri=self.tracking_uri))
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise
-            return self.download_model(version, dst / "model") / "MLmodel"
-        return Path(path)
+        return self.download_model(version, dst / "model") / "MLmodel"
 
     def download_reference(self, version: str, dst: Path) -> Path:
         """Copy the version's reference data folder (see ``model_registry.reference``) to ``dst``."""
